@@ -1,0 +1,33 @@
+-- bury: move a task to the dead-letter set with a reason (fenced unless the
+-- message was never owned). docs/PROTOCOL.md#bury
+-- KEYS: msg, lease, owner, lost, dead, deadmsg, result:<id>, done:<id>
+-- ARGV: id, token, reason, record, result_ttl_ms, dead_max, dead_max_age_ms, dead_entry_json
+local id = ARGV[1]
+if ARGV[2] ~= '' then
+  local o = redis.call('HGET', KEYS[3], id)
+  if not o or string.match(o, '^%d+') ~= ARGV[2] then return 0 end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HDEL', KEYS[1], id)
+redis.call('ZREM', KEYS[2], id)
+redis.call('HDEL', KEYS[3], id)
+redis.call('HDEL', KEYS[4], id)
+redis.call('ZADD', KEYS[5], now, id)
+redis.call('HSET', KEYS[6], id, ARGV[8])
+-- Cap by age, then by count; the hash follows the zset.
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[7]), 'LIMIT', 0, 1000)
+local excess = redis.call('ZCARD', KEYS[5]) - #old - tonumber(ARGV[6])
+if excess > 0 then
+  local more = redis.call('ZRANGE', KEYS[5], #old, #old + excess - 1)
+  for i = 1, #more do old[#old + 1] = more[i] end
+end
+if #old > 0 then
+  redis.call('ZREM', KEYS[5], unpack(old))
+  redis.call('HDEL', KEYS[6], unpack(old))
+end
+redis.call('SET', KEYS[7], ARGV[4], 'PX', ARGV[5])
+redis.call('DEL', KEYS[8])
+redis.call('RPUSH', KEYS[8], 'FAILURE')
+redis.call('PEXPIRE', KEYS[8], ARGV[5])
+return 1

@@ -1,0 +1,44 @@
+-- fetch: atomically move due delayed ids to pending, then lease up to N tasks
+-- to one worker. docs/PROTOCOL.md#fetch
+-- KEYS: pending, msg, lease, owner, fence, delayed, lost
+-- ARGV: worker_id, max_tasks, lease_ms, promote_max
+-- Returns: token, next_due_ms (-1: none), now_ms, then id, message, lost per task
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+for i = 1, #due do
+  redis.call('LPUSH', KEYS[1], due[i])
+end
+if #due > 0 then
+  redis.call('ZREM', KEYS[6], unpack(due))
+end
+local next_due = -1
+local first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+if first[2] ~= nil then next_due = tonumber(first[2]) end
+local max = tonumber(ARGV[2])
+local out = {0, next_due, now}
+if max <= 0 then return out end
+local token = redis.call('INCR', KEYS[5])
+out[1] = token
+local owner = token .. ' ' .. ARGV[1]
+local deadline = now + tonumber(ARGV[3])
+local got = 0
+-- Skipped ids (revoked: no message) do not count against max, but the loop
+-- is bounded so one call cannot run away on a list of dangling ids.
+local budget = max + 1000
+while got < max and budget > 0 do
+  budget = budget - 1
+  local id = redis.call('RPOP', KEYS[1])
+  if not id then break end
+  local m = redis.call('HGET', KEYS[2], id)
+  if m then
+    redis.call('HSET', KEYS[4], id, owner)
+    redis.call('ZADD', KEYS[3], deadline, id)
+    local lost = redis.call('HGET', KEYS[7], id) or 0
+    out[#out + 1] = id
+    out[#out + 1] = m
+    out[#out + 1] = tonumber(lost)
+    got = got + 1
+  end
+end
+return out

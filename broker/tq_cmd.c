@@ -1,0 +1,341 @@
+/* tq_cmd: argument vectors for Redis. Every builder here mirrors the KEYS and
+ * ARGV lists written in docs/PROTOCOL.md#scripts and at the top of each
+ * broker/lua/<script>.lua file; change the three together. */
+#include "tq_cmd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/tq_util.h"
+#include "tq_keys.h"
+
+void tq_cmd_init(tq_cmd *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->script = -1;
+}
+
+void tq_cmd_clear(tq_cmd *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    c->argc = 0;
+    c->script = -1;
+}
+
+void tq_cmd_release(tq_cmd *c)
+{
+    tq_cmd_clear(c);
+    free(c->argv);
+    free(c->argvlen);
+}
+
+void tq_cmd_add(tq_cmd *c, const char *s, size_t len)
+{
+    if (c->argc == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->argv = tq_xrealloc(c->argv, (size_t)c->cap * sizeof(*c->argv));
+        c->argvlen = tq_xrealloc(c->argvlen, (size_t)c->cap * sizeof(*c->argvlen));
+    }
+    c->argv[c->argc] = tq_xstrndup(s, len);
+    c->argvlen[c->argc] = len;
+    c->argc++;
+}
+
+void tq_cmd_add_str(tq_cmd *c, const char *s)
+{
+    tq_cmd_add(c, s, strlen(s));
+}
+
+void tq_cmd_add_int(tq_cmd *c, long long v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%lld", v);
+    tq_cmd_add(c, buf, (size_t)n);
+}
+
+void tq_cmd_script(tq_cmd *c, tq_script_id s, int numkeys)
+{
+    tq_cmd_clear(c);
+    c->script = (int)s;
+    tq_cmd_add_str(c, "EVALSHA");
+    tq_cmd_add_str(c, tq_scripts[s].sha);
+    tq_cmd_add_int(c, numkeys);
+}
+
+void tq_cmd_set_numkeys(tq_cmd *c, int numkeys)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%d", numkeys);
+    free(c->argv[2]);
+    c->argv[2] = tq_xstrndup(buf, (size_t)n);
+    c->argvlen[2] = (size_t)n;
+}
+
+void tq_cmd_to_eval(tq_cmd *c)
+{
+    if (c->script < 0 || c->argc < 2 || strcmp(c->argv[0], "EVALSHA") != 0)
+        return;
+    const char *body = tq_scripts[c->script].body;
+    free(c->argv[0]);
+    free(c->argv[1]);
+    c->argv[0] = tq_xstrdup("EVAL");
+    c->argvlen[0] = 4;
+    c->argv[1] = tq_xstrdup(body);
+    c->argvlen[1] = strlen(body);
+}
+
+void tq_cmd_wake_channel(char *buf, const char *prefix, const char *queue)
+{
+    tq_key_queue(buf, prefix, queue, "wake");
+}
+
+static void add_qkey(tq_cmd *c, const char *prefix, const char *queue, const char *kind)
+{
+    char k[TQ_KEY_MAX];
+    tq_key_queue(k, prefix, queue, kind);
+    tq_cmd_add_str(c, k);
+}
+
+static void add_tkey(tq_cmd *c, const char *prefix, const char *queue, const char *kind,
+                     const char *id)
+{
+    char k[TQ_KEY_MAX];
+    tq_key_task(k, prefix, queue, kind, id);
+    tq_cmd_add_str(c, k);
+}
+
+static void add_wake(tq_cmd *c, const char *prefix, const char *queue)
+{
+    char k[TQ_KEY_MAX];
+    tq_cmd_wake_channel(k, prefix, queue);
+    tq_cmd_add_str(c, k);
+}
+
+void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                    const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms,
+                    long long cap)
+{
+    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE, 4);
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "pending");
+    add_qkey(c, prefix, queue, "delayed");
+    add_tkey(c, prefix, queue, "result", id);
+    tq_cmd_add_str(c, id);
+    tq_cmd_add(c, msg, msglen);
+    tq_cmd_add_int(c, delay_ms);
+    tq_cmd_add_int(c, eta_ms);
+    tq_cmd_add_int(c, cap);
+    add_wake(c, prefix, queue);
+}
+
+void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
+                  int64_t lease_ms, int promote_max)
+{
+    tq_cmd_script(c, TQ_SCRIPT_FETCH, 7);
+    add_qkey(c, prefix, queue, "pending");
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "lease");
+    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "fence");
+    add_qkey(c, prefix, queue, "delayed");
+    add_qkey(c, prefix, queue, "lost");
+    tq_cmd_add_str(c, wid);
+    tq_cmd_add_int(c, max);
+    tq_cmd_add_int(c, lease_ms);
+    tq_cmd_add_int(c, promote_max);
+}
+
+/* The ack command is built in two passes: KEYS first (fixed four, then two
+ * per task), ARGV after. Tasks are collected as trailing arguments and moved
+ * into place by tq_cmd_ack_end. */
+void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long long token,
+                      int64_t result_ttl_ms)
+{
+    tq_cmd_script(c, TQ_SCRIPT_ACK, 4);
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "lease");
+    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "lost");
+    tq_cmd_add_int(c, token);
+    tq_cmd_add_int(c, result_ttl_ms);
+    tq_cmd_add_int(c, 0); /* n, fixed in tq_cmd_ack_end */
+}
+
+void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                    const char *state, const char *record, size_t recordlen)
+{
+    /* Five arguments per task, in order: result key, done key, id, state,
+     * record. tq_cmd_ack_end regroups them. */
+    add_tkey(c, prefix, queue, "result", id);
+    add_tkey(c, prefix, queue, "done", id);
+    tq_cmd_add_str(c, id);
+    tq_cmd_add_str(c, state);
+    tq_cmd_add(c, record, recordlen);
+}
+
+void tq_cmd_ack_end(tq_cmd *c)
+{
+    const int head = 3 + 4 + 3; /* EVALSHA sha numkeys, 4 keys, token ttl n */
+    int n = (c->argc - head) / 5;
+    char **argv = tq_xmalloc((size_t)c->argc * sizeof(*argv));
+    size_t *lens = tq_xmalloc((size_t)c->argc * sizeof(*lens));
+    int o = 0;
+    for (int i = 0; i < 7; i++)
+        argv[o] = c->argv[i], lens[o++] = c->argvlen[i];
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < 2; j++)
+            argv[o] = c->argv[head + t * 5 + j], lens[o++] = c->argvlen[head + t * 5 + j];
+    for (int i = 7; i < head; i++)
+        argv[o] = c->argv[i], lens[o++] = c->argvlen[i];
+    for (int t = 0; t < n; t++)
+        for (int j = 2; j < 5; j++)
+            argv[o] = c->argv[head + t * 5 + j], lens[o++] = c->argvlen[head + t * 5 + j];
+    memcpy(c->argv, argv, (size_t)o * sizeof(*argv));
+    memcpy(c->argvlen, lens, (size_t)o * sizeof(*lens));
+    free(argv);
+    free(lens);
+    tq_cmd_set_numkeys(c, 4 + 2 * n);
+    /* n sits after the keys and token, ttl. */
+    int npos = 3 + 4 + 2 * n + 2;
+    char buf[32];
+    int len = snprintf(buf, sizeof(buf), "%d", n);
+    free(c->argv[npos]);
+    c->argv[npos] = tq_xstrndup(buf, (size_t)len);
+    c->argvlen[npos] = (size_t)len;
+}
+
+void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                  long long token, const char *msg, size_t msglen, const char *record,
+                  int64_t delay_ms, int64_t result_ttl_ms)
+{
+    tq_cmd_script(c, TQ_SCRIPT_RETRY, 7);
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "lease");
+    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "lost");
+    add_qkey(c, prefix, queue, "delayed");
+    add_qkey(c, prefix, queue, "pending");
+    add_tkey(c, prefix, queue, "result", id);
+    tq_cmd_add_str(c, id);
+    tq_cmd_add_int(c, token);
+    tq_cmd_add(c, msg, msglen);
+    tq_cmd_add_str(c, record);
+    tq_cmd_add_int(c, delay_ms);
+    tq_cmd_add_int(c, result_ttl_ms);
+    add_wake(c, prefix, queue);
+}
+
+void tq_cmd_requeue(tq_cmd *c, const char *prefix, const char *queue, long long token,
+                    const char *const *ids, int n)
+{
+    tq_cmd_script(c, TQ_SCRIPT_REQUEUE, 3);
+    add_qkey(c, prefix, queue, "lease");
+    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "pending");
+    tq_cmd_add_int(c, token);
+    add_wake(c, prefix, queue);
+    for (int i = 0; i < n; i++)
+        tq_cmd_add_str(c, ids[i]);
+}
+
+void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                 long long token, const char *reason, const char *record, int64_t result_ttl_ms,
+                 long long dead_max, int64_t dead_max_age_ms, const char *dead_entry)
+{
+    tq_cmd_script(c, TQ_SCRIPT_BURY, 8);
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "lease");
+    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "lost");
+    add_qkey(c, prefix, queue, "dead");
+    add_qkey(c, prefix, queue, "deadmsg");
+    add_tkey(c, prefix, queue, "result", id);
+    add_tkey(c, prefix, queue, "done", id);
+    tq_cmd_add_str(c, id);
+    if (token < 0)
+        tq_cmd_add(c, "", 0);
+    else
+        tq_cmd_add_int(c, token);
+    tq_cmd_add_str(c, reason);
+    tq_cmd_add_str(c, record);
+    tq_cmd_add_int(c, result_ttl_ms);
+    tq_cmd_add_int(c, dead_max);
+    tq_cmd_add_int(c, dead_max_age_ms);
+    tq_cmd_add_str(c, dead_entry);
+}
+
+void tq_cmd_extend_begin(tq_cmd *c, const char *prefix, const char *queue, int64_t lease_ms)
+{
+    tq_cmd_script(c, TQ_SCRIPT_EXTEND, 2);
+    add_qkey(c, prefix, queue, "lease");
+    add_qkey(c, prefix, queue, "owner");
+    tq_cmd_add_int(c, lease_ms);
+}
+
+void tq_cmd_extend_add(tq_cmd *c, long long token, const char *id)
+{
+    tq_cmd_add_int(c, token);
+    tq_cmd_add_str(c, id);
+}
+
+void tq_cmd_progress(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                     long long token, const char *record, int64_t result_ttl_ms)
+{
+    tq_cmd_script(c, TQ_SCRIPT_PROGRESS, 2);
+    add_qkey(c, prefix, queue, "owner");
+    add_tkey(c, prefix, queue, "result", id);
+    tq_cmd_add_str(c, id);
+    tq_cmd_add_int(c, token);
+    tq_cmd_add_str(c, record);
+    tq_cmd_add_int(c, result_ttl_ms);
+}
+
+void tq_cmd_recover(tq_cmd *c, const char *prefix, const char *queue, int max)
+{
+    tq_cmd_script(c, TQ_SCRIPT_RECOVER, 4);
+    add_qkey(c, prefix, queue, "lease");
+    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "pending");
+    add_qkey(c, prefix, queue, "lost");
+    tq_cmd_add_int(c, max);
+    add_wake(c, prefix, queue);
+}
+
+void tq_cmd_revoke(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                   const char *record, int64_t result_ttl_ms)
+{
+    tq_cmd_script(c, TQ_SCRIPT_REVOKE, 5);
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "delayed");
+    add_tkey(c, prefix, queue, "result", id);
+    add_tkey(c, prefix, queue, "done", id);
+    tq_cmd_add_str(c, id);
+    tq_cmd_add_str(c, record);
+    tq_cmd_add_int(c, result_ttl_ms);
+}
+
+void tq_cmd_state(tq_cmd *c, const char *prefix, const char *queue, const char *id)
+{
+    tq_cmd_script(c, TQ_SCRIPT_STATE, 3);
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "owner");
+    add_tkey(c, prefix, queue, "result", id);
+    tq_cmd_add_str(c, id);
+}
+
+void tq_cmd_dead_requeue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                         const char *msg, size_t msglen)
+{
+    tq_cmd_script(c, TQ_SCRIPT_DEAD_REQUEUE, 5);
+    add_qkey(c, prefix, queue, "dead");
+    add_qkey(c, prefix, queue, "deadmsg");
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "pending");
+    add_tkey(c, prefix, queue, "result", id);
+    tq_cmd_add_str(c, id);
+    tq_cmd_add(c, msg, msglen);
+    add_wake(c, prefix, queue);
+}

@@ -1,0 +1,70 @@
+/* tq_cmd: Redis commands as argument vectors, and one builder per script of
+ * docs/PROTOCOL.md#scripts. Both the blocking client (libtaskq) and the
+ * asynchronous worker send what these build, so the two can never disagree
+ * on keys or argument order. A tq_cmd owns copies of its arguments. */
+#ifndef TQ_CMD_H
+#define TQ_CMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tq_scripts.h"
+
+typedef struct tq_cmd {
+    int argc;
+    int cap;
+    char **argv;
+    size_t *argvlen;
+    int script;   /* tq_script_id, or -1 for a plain command */
+} tq_cmd;
+
+void tq_cmd_init(tq_cmd *c);
+void tq_cmd_clear(tq_cmd *c);   /* frees the arguments; c can be reused */
+void tq_cmd_release(tq_cmd *c); /* frees everything; c must be re-initialised */
+void tq_cmd_add(tq_cmd *c, const char *s, size_t len);
+void tq_cmd_add_str(tq_cmd *c, const char *s);
+void tq_cmd_add_int(tq_cmd *c, long long v);
+/* Start "EVALSHA <sha> <numkeys>"; the caller adds numkeys keys, then ARGV. */
+void tq_cmd_script(tq_cmd *c, tq_script_id s, int numkeys);
+/* Turn an EVALSHA into EVAL with the script body (after NOSCRIPT). */
+void tq_cmd_to_eval(tq_cmd *c);
+/* Fix up the numkeys argument once the keys are known (variable-key scripts). */
+void tq_cmd_set_numkeys(tq_cmd *c, int numkeys);
+
+/* The queue's wake channel name ("<prefix>{Q}:wake") into buf[TQ_KEY_MAX]. */
+void tq_cmd_wake_channel(char *buf, const char *prefix, const char *queue);
+
+/* Builders. Strings are copied; message bytes may contain anything. */
+void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                    const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms,
+                    long long cap);
+void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
+                  int64_t lease_ms, int promote_max);
+/* ack: begin, then one tq_cmd_ack_add per task, then tq_cmd_ack_end. */
+void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long long token,
+                      int64_t result_ttl_ms);
+void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                    const char *state, const char *record, size_t recordlen);
+void tq_cmd_ack_end(tq_cmd *c);
+void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                  long long token, const char *msg, size_t msglen, const char *record,
+                  int64_t delay_ms, int64_t result_ttl_ms);
+void tq_cmd_requeue(tq_cmd *c, const char *prefix, const char *queue, long long token,
+                    const char *const *ids, int n);
+void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                 long long token /* <0: never owned */, const char *reason, const char *record,
+                 int64_t result_ttl_ms, long long dead_max, int64_t dead_max_age_ms,
+                 const char *dead_entry);
+/* extend: begin, one add per held task, end. */
+void tq_cmd_extend_begin(tq_cmd *c, const char *prefix, const char *queue, int64_t lease_ms);
+void tq_cmd_extend_add(tq_cmd *c, long long token, const char *id);
+void tq_cmd_progress(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                      long long token, const char *record, int64_t result_ttl_ms);
+void tq_cmd_recover(tq_cmd *c, const char *prefix, const char *queue, int max);
+void tq_cmd_revoke(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                   const char *record, int64_t result_ttl_ms);
+void tq_cmd_state(tq_cmd *c, const char *prefix, const char *queue, const char *id);
+void tq_cmd_dead_requeue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                         const char *msg, size_t msglen);
+
+#endif

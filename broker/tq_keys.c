@@ -1,0 +1,39 @@
+/* tq_keys: building key names in one place so the schema in
+ * docs/PROTOCOL.md has exactly one implementation. Names are validated by the
+ * callers (tq_valid_queue, tq_valid_id), so they always fit TQ_KEY_MAX. */
+#include "tq_keys.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int tq_keys_valid_prefix(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (n == 0 || n > TQ_PREFIX_MAX)
+        return 0;
+    for (const char *p = prefix; *p; p++)
+        if (*p <= ' ' || *p > '~' || *p == '{' || *p == '}')
+            return 0;
+    return 1;
+}
+
+void tq_key_queue(char buf[TQ_KEY_MAX], const char *prefix, const char *queue, const char *kind)
+{
+    snprintf(buf, TQ_KEY_MAX, "%s{%s}:%s", prefix, queue, kind);
+}
+
+void tq_key_task(char buf[TQ_KEY_MAX], const char *prefix, const char *queue, const char *kind,
+                 const char *id)
+{
+    snprintf(buf, TQ_KEY_MAX, "%s{%s}:%s:%s", prefix, queue, kind, id);
+}
+
+void tq_key_global(char buf[TQ_KEY_MAX], const char *prefix, const char *name)
+{
+    snprintf(buf, TQ_KEY_MAX, "%s%s", prefix, name);
+}
+
+void tq_key_worker(char buf[TQ_KEY_MAX], const char *prefix, const char *wid)
+{
+    snprintf(buf, TQ_KEY_MAX, "%sworker:%s", prefix, wid);
+}

@@ -1,0 +1,121 @@
+/* tq_sconn: blocking connections. Every error message carries the masked
+ * address (tq_url_mask) so a user sees which Redis could not be reached, and
+ * never the password. */
+#include "tq_sconn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+static void describe(const tq_url *u, char *buf, size_t len)
+{
+    tq_url_mask(u, buf, len);
+}
+
+redisContext *tq_sconn_connect(const tq_url *u, double timeout_s, char *err, size_t errlen)
+{
+    char where[320];
+    struct timeval tv = {(time_t)timeout_s, (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
+    redisContext *c;
+    redisReply *r = NULL;
+
+    describe(u, where, sizeof(where));
+    if (u->is_unix)
+        c = redisConnectUnixWithTimeout(u->path, tv);
+    else
+        c = redisConnectWithTimeout(u->host, u->port, tv);
+    if (!c) {
+        snprintf(err, errlen, "cannot reach Redis at %s: out of memory", where);
+        return NULL;
+    }
+    if (c->err) {
+        snprintf(err, errlen, "cannot reach Redis at %s: %s", where, c->errstr);
+        goto fail;
+    }
+    redisEnableKeepAlive(c);
+    if (u->password) {
+        if (u->user)
+            r = redisCommand(c, "AUTH %s %s", u->user, u->password);
+        else
+            r = redisCommand(c, "AUTH %s", u->password);
+        if (!r) {
+            snprintf(err, errlen, "Redis at %s: connection lost during AUTH: %s", where, c->errstr);
+            goto fail;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "Redis at %s refused authentication: %s", where, r->str);
+            goto fail;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (u->db != 0) {
+        r = redisCommand(c, "SELECT %d", u->db);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "Redis at %s: cannot select database %d: %s", where, u->db,
+                     r ? r->str : c->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return c;
+fail:
+    freeReplyObject(r);
+    redisFree(c);
+    return NULL;
+}
+
+int tq_reply_is_error(const redisReply *r, const char *prefix)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
+}
+
+static int append(redisContext *c, const tq_cmd *cmd)
+{
+    return redisAppendCommandArgv(c, cmd->argc, (const char **)(void *)cmd->argv, cmd->argvlen);
+}
+
+redisReply *tq_sconn_run(redisContext *c, tq_cmd *cmd)
+{
+    redisReply *r = NULL;
+    if (tq_sconn_pipeline(c, cmd, 1, &r) < 0)
+        return NULL;
+    return r;
+}
+
+int tq_sconn_pipeline(redisContext *c, tq_cmd *cmds, size_t n, redisReply **replies)
+{
+    size_t i;
+    int again = 0;
+    for (i = 0; i < n; i++) {
+        replies[i] = NULL;
+        if (append(c, &cmds[i]) != REDIS_OK)
+            return -1;
+    }
+    for (i = 0; i < n; i++) {
+        void *r;
+        if (redisGetReply(c, &r) != REDIS_OK)
+            return -1;
+        replies[i] = r;
+        if (tq_reply_is_error(replies[i], "NOSCRIPT"))
+            again = 1;
+    }
+    if (!again)
+        return 0;
+    /* Scripts were flushed (Redis restarted): resend those as EVAL, which
+     * also caches them for the EVALSHA calls that follow. */
+    for (i = 0; i < n; i++) {
+        if (!tq_reply_is_error(replies[i], "NOSCRIPT"))
+            continue;
+        freeReplyObject(replies[i]);
+        replies[i] = NULL;
+        tq_cmd_to_eval(&cmds[i]);
+        void *r;
+        if (append(c, &cmds[i]) != REDIS_OK || redisGetReply(c, &r) != REDIS_OK)
+            return -1;
+        replies[i] = r;
+    }
+    return 0;
+}

@@ -1,0 +1,1104 @@
+/* libtaskq: the client side of docs/PROTOCOL.md over one blocking hiredis
+ * connection. Invariants: a client is either connected (rc != NULL) or will
+ * reconnect at its next call; every failure sets err/errstr before returning
+ * its code; nothing here keeps global state. */
+#include "taskq.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "broker/tq_cmd.h"
+#include "broker/tq_keys.h"
+#include "broker/tq_sconn.h"
+#include "common/tq_msg.h"
+#include "common/tq_url.h"
+#include "common/tq_util.h"
+
+#define DEFAULT_URL "redis://127.0.0.1:6379/0"
+#define DEFAULT_QUEUE "default"
+#define DEFAULT_QUEUE_CAP 10000000LL
+#define REVOKED_TTL_MS (86400LL * 1000)
+
+struct taskq_client {
+    tq_url url;
+    int url_ok;
+    char where[320]; /* masked address for messages */
+    redisContext *rc;
+    char prefix[TQ_PREFIX_MAX + 1];
+    double timeout;
+    long long queue_cap;
+    tq_msg_limits limits;
+    int err;
+    char errstr[768];
+};
+
+struct taskq_task {
+    char *name;
+    json_t *args;
+    json_t *kwargs;
+    char queue[TQ_QUEUE_MAX + 1];
+    char id[TASKQ_ID_SIZE];
+    int64_t countdown_ms, eta_ms, expires_ms_rel, soft_ms, hard_ms;
+    int retries; /* -1: task default */
+    char errstr[256];
+};
+
+struct taskq_result {
+    taskq_state state;
+    json_t *rec; /* owned */
+    char *json;  /* owned, compact */
+    char *value; /* owned, SUCCESS only */
+};
+
+static const char *const state_names[] = {"PENDING", "STARTED", "RETRY",
+                                          "SUCCESS", "FAILURE", "REVOKED"};
+
+const char *taskq_state_name(taskq_state s)
+{
+    return (unsigned)s < 6 ? state_names[s] : "UNKNOWN";
+}
+
+int taskq_state_is_final(taskq_state s)
+{
+    return s == TASKQ_SUCCESS || s == TASKQ_FAILURE || s == TASKQ_REVOKED;
+}
+
+static int state_parse(const char *s, taskq_state *out)
+{
+    for (int i = 0; s && i < 6; i++) {
+        if (strcmp(s, state_names[i]) == 0) {
+            *out = (taskq_state)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *taskq_strerror(int code)
+{
+    switch (code) {
+    case TASKQ_OK: return "success";
+    case TASKQ_EINVAL: return "invalid argument";
+    case TASKQ_ECONN: return "cannot reach Redis";
+    case TASKQ_EREDIS: return "Redis error";
+    case TASKQ_ENOTFOUND: return "no such task";
+    case TASKQ_ETIMEDOUT: return "timed out";
+    case TASKQ_EFULL: return "queue full";
+    case TASKQ_EEXIST: return "task id already queued";
+    case TASKQ_ESTATE: return "not possible in the task's state";
+    case TASKQ_ETOOBIG: return "message too large";
+    case TASKQ_EPROTO: return "protocol error";
+    }
+    return "unknown error";
+}
+
+const char *taskq_version(void)
+{
+    return TASKQ_VERSION;
+}
+
+/* ---- client ---------------------------------------------------------- */
+
+static int fail(taskq_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(taskq_client *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errstr, sizeof(c->errstr), fmt, ap);
+    va_end(ap);
+    c->err = code;
+    return code;
+}
+
+static void ok(taskq_client *c)
+{
+    c->err = 0;
+    c->errstr[0] = '\0';
+}
+
+static int ensure_conn(taskq_client *c)
+{
+    char err[600];
+    if (!c->url_ok)
+        return c->err;
+    if (c->rc)
+        return 0;
+    c->rc = tq_sconn_connect(&c->url, c->timeout, err, sizeof(err));
+    if (!c->rc)
+        return fail(c, TASKQ_ECONN, "%s", err);
+    struct timeval tv = {(time_t)c->timeout,
+                         (suseconds_t)((c->timeout - (double)(time_t)c->timeout) * 1e6)};
+    redisSetTimeout(c->rc, tv);
+    return 0;
+}
+
+/* The connection broke mid-call: record why, drop it, reconnect next time. */
+static int conn_lost(taskq_client *c)
+{
+    const char *why = c->rc ? c->rc->errstr : "not connected";
+    int timed_out = c->rc && c->rc->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+    fail(c, TASKQ_ECONN, "lost connection to Redis at %s: %s", c->where,
+         timed_out ? "no reply within the time-out" : why);
+    redisFree(c->rc);
+    c->rc = NULL;
+    return TASKQ_ECONN;
+}
+
+taskq_client *taskq_client_new(const char *url)
+{
+    taskq_client *c = tq_xcalloc(1, sizeof(*c));
+    char err[256];
+    const char *env;
+
+    c->timeout = 5.0;
+    c->queue_cap = DEFAULT_QUEUE_CAP;
+    tq_msg_limits_default(&c->limits);
+    snprintf(c->prefix, sizeof(c->prefix), "%s", TQ_DEFAULT_PREFIX);
+    if ((env = getenv("TASKQ_PREFIX")) && *env)
+        taskq_client_set_prefix(c, env);
+    if ((env = getenv("TASKQ_MAX_QUEUE_LENGTH")) && *env) {
+        long long v;
+        if (tq_parse_int(env, 0, INT64_MAX, &v) == 0)
+            c->queue_cap = v;
+    }
+    if (!url || !*url)
+        url = getenv("TASKQ_REDIS_URL");
+    if (!url || !*url)
+        url = DEFAULT_URL;
+    if (tq_url_parse(url, &c->url, err, sizeof(err)) < 0) {
+        fail(c, TASKQ_EINVAL, "invalid Redis URL: %s", err);
+        return c;
+    }
+    c->url_ok = 1;
+    tq_url_mask(&c->url, c->where, sizeof(c->where));
+    if (ensure_conn(c) == 0)
+        ok(c);
+    return c;
+}
+
+void taskq_client_free(taskq_client *c)
+{
+    if (!c)
+        return;
+    redisFree(c->rc);
+    tq_url_clear(&c->url);
+    free(c);
+}
+
+int taskq_client_error(const taskq_client *c)
+{
+    return c->err;
+}
+
+const char *taskq_client_errstr(const taskq_client *c)
+{
+    return c->errstr;
+}
+
+int taskq_client_set_prefix(taskq_client *c, const char *prefix)
+{
+    if (!prefix || !tq_keys_valid_prefix(prefix))
+        return fail(c, TASKQ_EINVAL, "invalid key prefix (1..64 printable characters, no braces)");
+    snprintf(c->prefix, sizeof(c->prefix), "%s", prefix);
+    return 0;
+}
+
+int taskq_client_set_timeout(taskq_client *c, double seconds)
+{
+    if (!(seconds > 0) || seconds > 86400)
+        return fail(c, TASKQ_EINVAL, "time-out must be in (0, 86400] seconds");
+    c->timeout = seconds;
+    if (c->rc) {
+        struct timeval tv = {(time_t)seconds,
+                             (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+        redisSetTimeout(c->rc, tv);
+    }
+    return 0;
+}
+
+int taskq_client_set_queue_cap(taskq_client *c, long long cap)
+{
+    if (cap < 0)
+        return fail(c, TASKQ_EINVAL, "queue cap must be >= 0");
+    c->queue_cap = cap;
+    return 0;
+}
+
+/* Run one command; returns the reply or NULL with err set. */
+static redisReply *run(taskq_client *c, tq_cmd *cmd)
+{
+    if (ensure_conn(c) < 0)
+        return NULL;
+    redisReply *r = tq_sconn_run(c->rc, cmd);
+    if (!r)
+        conn_lost(c);
+    return r;
+}
+
+static redisReply *run_fmt(taskq_client *c, int argc, const char **argv)
+{
+    tq_cmd cmd;
+    tq_cmd_init(&cmd);
+    for (int i = 0; i < argc; i++)
+        tq_cmd_add_str(&cmd, argv[i]);
+    redisReply *r = run(c, &cmd);
+    tq_cmd_release(&cmd);
+    return r;
+}
+
+int taskq_client_ping(taskq_client *c)
+{
+    const char *argv[] = {"PING"};
+    redisReply *r = run_fmt(c, 1, argv);
+    if (!r)
+        return c->err;
+    int rc = r->type == REDIS_REPLY_STATUS ? 0 : fail(c, TASKQ_EREDIS, "PING failed: %s", r->str ? r->str : "?");
+    freeReplyObject(r);
+    if (rc == 0)
+        ok(c);
+    return rc;
+}
+
+static int check_queue(taskq_client *c, const char **queue)
+{
+    if (!*queue)
+        *queue = DEFAULT_QUEUE;
+    if (!tq_valid_queue(*queue))
+        return fail(c, TASKQ_EINVAL, "invalid queue name '%.80s' (1..64 of [0-9A-Za-z_.-])", *queue);
+    return 0;
+}
+
+static int check_id(taskq_client *c, const char *id)
+{
+    if (!id || !tq_valid_id(id))
+        return fail(c, TASKQ_EINVAL, "invalid task id '%.80s' (1..64 of [0-9A-Za-z_-])",
+                    id ? id : "(null)");
+    return 0;
+}
+
+/* ---- tasks ----------------------------------------------------------- */
+
+static int tfail(taskq_task *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int tfail(taskq_task *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->errstr, sizeof(t->errstr), fmt, ap);
+    va_end(ap);
+    return TASKQ_EINVAL;
+}
+
+taskq_task *taskq_task_new(const char *name)
+{
+    taskq_task *t = tq_xcalloc(1, sizeof(*t));
+    t->args = json_array();
+    t->kwargs = json_object();
+    t->retries = -1;
+    snprintf(t->queue, sizeof(t->queue), "%s", DEFAULT_QUEUE);
+    if (name)
+        t->name = tq_xstrdup(name);
+    return t;
+}
+
+void taskq_task_free(taskq_task *t)
+{
+    if (!t)
+        return;
+    free(t->name);
+    json_decref(t->args);
+    json_decref(t->kwargs);
+    free(t);
+}
+
+taskq_task *taskq_task_dup(const taskq_task *t)
+{
+    taskq_task *d = tq_xmalloc(sizeof(*d));
+    *d = *t;
+    d->name = t->name ? tq_xstrdup(t->name) : NULL;
+    d->args = json_deep_copy(t->args);
+    d->kwargs = json_deep_copy(t->kwargs);
+    return d;
+}
+
+const char *taskq_task_queue(const taskq_task *t)
+{
+    return t->queue;
+}
+
+const char *taskq_task_errstr(const taskq_task *t)
+{
+    return t->errstr;
+}
+
+int taskq_task_set_name(taskq_task *t, const char *name)
+{
+    if (!tq_valid_task_name(name))
+        return tfail(t, "invalid task name '%.80s' (1..128 printable ASCII, no spaces)",
+                     name ? name : "(null)");
+    free(t->name);
+    t->name = tq_xstrdup(name);
+    return 0;
+}
+
+static json_t *parse_json(taskq_task *t, const char *json, const char *what)
+{
+    json_error_t e;
+    json_t *v;
+    if (!json)
+        return tfail(t, "%s: missing JSON", what), NULL;
+    v = json_loads(json, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
+    if (!v)
+        tfail(t, "%s is not valid JSON: %s (text: %.60s)", what, e.text, json);
+    return v;
+}
+
+int taskq_task_arg_json(taskq_task *t, const char *json)
+{
+    char what[48];
+    snprintf(what, sizeof(what), "argument %zu", json_array_size(t->args) + 1);
+    json_t *v = parse_json(t, json, what);
+    if (!v)
+        return TASKQ_EINVAL;
+    json_array_append_new(t->args, v);
+    return 0;
+}
+
+int taskq_task_args_json(taskq_task *t, const char *json_array)
+{
+    json_t *v = parse_json(t, json_array, "args");
+    if (!v)
+        return TASKQ_EINVAL;
+    if (!json_is_array(v)) {
+        json_decref(v);
+        return tfail(t, "args must be a JSON array");
+    }
+    json_decref(t->args);
+    t->args = v;
+    return 0;
+}
+
+int taskq_task_kwarg_json(taskq_task *t, const char *name, const char *json)
+{
+    if (!name || !*name)
+        return tfail(t, "keyword argument name is empty");
+    char what[160];
+    snprintf(what, sizeof(what), "keyword argument '%.100s'", name);
+    json_t *v = parse_json(t, json, what);
+    if (!v)
+        return TASKQ_EINVAL;
+    json_object_set_new(t->kwargs, name, v);
+    return 0;
+}
+
+int taskq_task_set_queue(taskq_task *t, const char *queue)
+{
+    if (!tq_valid_queue(queue))
+        return tfail(t, "invalid queue name '%.80s' (1..64 of [0-9A-Za-z_.-])",
+                     queue ? queue : "(null)");
+    snprintf(t->queue, sizeof(t->queue), "%s", queue);
+    return 0;
+}
+
+int taskq_task_set_id(taskq_task *t, const char *id)
+{
+    if (!tq_valid_id(id))
+        return tfail(t, "invalid task id '%.80s' (1..64 of [0-9A-Za-z_-])", id ? id : "(null)");
+    snprintf(t->id, sizeof(t->id), "%s", id);
+    return 0;
+}
+
+static int seconds_ms(taskq_task *t, double s, const char *what, int64_t *out)
+{
+    if (!(s >= 0) || s > 1e9)
+        return tfail(t, "%s must be a number of seconds in [0, 1e9]", what);
+    *out = (int64_t)(s * 1000.0 + 0.5);
+    return 0;
+}
+
+int taskq_task_set_countdown(taskq_task *t, double seconds)
+{
+    return seconds_ms(t, seconds, "countdown", &t->countdown_ms);
+}
+
+int taskq_task_set_eta(taskq_task *t, int64_t eta_ms)
+{
+    if (eta_ms < 0)
+        return tfail(t, "eta must be a time after 1970");
+    t->eta_ms = eta_ms;
+    return 0;
+}
+
+int taskq_task_set_expires(taskq_task *t, double seconds)
+{
+    int rc = seconds_ms(t, seconds, "expires", &t->expires_ms_rel);
+    if (rc == 0 && t->expires_ms_rel == 0 && seconds > 0)
+        t->expires_ms_rel = 1;
+    return rc;
+}
+
+int taskq_task_set_retries(taskq_task *t, int retries)
+{
+    if (retries < 0 || retries > 1000)
+        return tfail(t, "retries must be in [0, 1000]");
+    t->retries = retries;
+    return 0;
+}
+
+int taskq_task_set_time_limits(taskq_task *t, double soft, double hard)
+{
+    int64_t s = 0, h = 0;
+    if (seconds_ms(t, soft, "soft time limit", &s) < 0 ||
+        seconds_ms(t, hard, "hard time limit", &h) < 0)
+        return TASKQ_EINVAL;
+    if (s && h && s > h)
+        return tfail(t, "soft time limit (%g s) is above the hard one (%g s)", soft, hard);
+    t->soft_ms = s;
+    t->hard_ms = h;
+    return 0;
+}
+
+static int apply_seconds(taskq_task *t, json_t *o, const char *field, int64_t *out)
+{
+    json_t *v = json_object_get(o, field);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v))
+        return tfail(t, "\"%s\" must be a number of seconds", field);
+    return seconds_ms(t, json_number_value(v), field, out);
+}
+
+int taskq_task_apply_json(taskq_task *t, const char *json_object)
+{
+    json_error_t e;
+    int rc = TASKQ_EINVAL;
+    json_t *o = json_loads(json_object ? json_object : "", JSON_REJECT_DUPLICATES, &e), *v;
+    const char *k;
+    if (!o)
+        return tfail(t, "not valid JSON: %s", e.text);
+    if (!json_is_object(o)) {
+        tfail(t, "a task line must be a JSON object");
+        goto out;
+    }
+    json_object_foreach(o, k, v) {
+        static const char *const known[] = {"task", "args", "kwargs", "queue", "id",
+                                            "countdown", "eta", "expires", "retries",
+                                            "soft_limit", "hard_limit", NULL};
+        int found = 0;
+        for (int i = 0; known[i]; i++)
+            found |= strcmp(k, known[i]) == 0;
+        if (!found) {
+            tfail(t, "unknown field \"%.60s\"", k);
+            goto out;
+        }
+    }
+    if ((v = json_object_get(o, "task"))) {
+        if (!json_is_string(v) || taskq_task_set_name(t, json_string_value(v)) < 0) {
+            tfail(t, "\"task\" must be a valid task name");
+            goto out;
+        }
+    }
+    if ((v = json_object_get(o, "args"))) {
+        if (!json_is_array(v)) {
+            tfail(t, "\"args\" must be an array");
+            goto out;
+        }
+        json_decref(t->args);
+        t->args = json_incref(v);
+    }
+    if ((v = json_object_get(o, "kwargs"))) {
+        if (!json_is_object(v)) {
+            tfail(t, "\"kwargs\" must be an object");
+            goto out;
+        }
+        json_decref(t->kwargs);
+        t->kwargs = json_incref(v);
+    }
+    if ((v = json_object_get(o, "queue")) &&
+        (!json_is_string(v) || taskq_task_set_queue(t, json_string_value(v)) < 0))
+        goto out;
+    if ((v = json_object_get(o, "id")) &&
+        (!json_is_string(v) || taskq_task_set_id(t, json_string_value(v)) < 0))
+        goto out;
+    if ((v = json_object_get(o, "eta")) && !json_is_null(v)) {
+        int64_t ms = json_is_integer(v)  ? json_integer_value(v)
+                     : json_is_string(v) ? tq_parse_iso8601_ms(json_string_value(v))
+                                         : -1;
+        if (ms < 0) {
+            tfail(t, "\"eta\" must be an ISO 8601 time or ms since the epoch");
+            goto out;
+        }
+        t->eta_ms = ms;
+    }
+    if ((v = json_object_get(o, "retries")) && !json_is_null(v)) {
+        if (!json_is_integer(v) || taskq_task_set_retries(t, (int)json_integer_value(v)) < 0) {
+            tfail(t, "\"retries\" must be an integer in [0, 1000]");
+            goto out;
+        }
+    }
+    if (apply_seconds(t, o, "countdown", &t->countdown_ms) < 0 ||
+        apply_seconds(t, o, "expires", &t->expires_ms_rel) < 0 ||
+        apply_seconds(t, o, "soft_limit", &t->soft_ms) < 0 ||
+        apply_seconds(t, o, "hard_limit", &t->hard_ms) < 0)
+        goto out;
+    rc = 0;
+out:
+    json_decref(o);
+    return rc;
+}
+
+/* Build the enqueue command for t; on error returns a code with errstr set. */
+static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char id[TASKQ_ID_SIZE])
+{
+    char err[256];
+    if (t->errstr[0])
+        return fail(c, TASKQ_EINVAL, "%s", t->errstr);
+    if (!t->name || !tq_valid_task_name(t->name))
+        return fail(c, TASKQ_EINVAL, "task has no valid name");
+    if (t->id[0])
+        snprintf(id, TASKQ_ID_SIZE, "%s", t->id);
+    else
+        tq_random_id(id);
+    tq_msg *m = tq_msg_new(id, t->name, t->queue);
+    tq_msg_set_args(m, json_deep_copy(t->args));
+    tq_msg_set_kwargs(m, json_deep_copy(t->kwargs));
+    int64_t now = m->created_ms;
+    if (t->retries >= 0)
+        tq_msg_set_int(m, "retries", t->retries);
+    if (t->eta_ms || t->countdown_ms)
+        tq_msg_set_int(m, "eta_ms", t->eta_ms > now + t->countdown_ms ? t->eta_ms : now + t->countdown_ms);
+    if (t->expires_ms_rel)
+        tq_msg_set_int(m, "expires_ms", now + t->expires_ms_rel);
+    if (t->soft_ms)
+        tq_msg_set_int(m, "soft_limit_ms", t->soft_ms);
+    if (t->hard_ms)
+        tq_msg_set_int(m, "hard_limit_ms", t->hard_ms);
+    if (tq_msg_check_value(m->root, &c->limits, t->name, err, sizeof(err)) < 0) {
+        tq_msg_free(m);
+        return fail(c, TASKQ_ETOOBIG, "%s", err);
+    }
+    size_t len;
+    char *s = tq_msg_encode(m, &len);
+    tq_msg_free(m);
+    if (len > c->limits.max_bytes) {
+        free(s);
+        return fail(c, TASKQ_ETOOBIG, "%s: message of %zu bytes exceeds %zu (limit max_bytes)",
+                    t->name, len, c->limits.max_bytes);
+    }
+    tq_cmd_enqueue(cmd, c->prefix, t->queue, id, s, len, t->countdown_ms, t->eta_ms, c->queue_cap);
+    free(s);
+    return 0;
+}
+
+static int enqueue_reply(taskq_client *c, const redisReply *r, const taskq_task *t, const char *id)
+{
+    if (r->type == REDIS_REPLY_INTEGER)
+        return 0;
+    if (tq_reply_is_error(r, "ERR taskq duplicate id") || (r->type == REDIS_REPLY_ERROR && strstr(r->str, "taskq duplicate id")))
+        return fail(c, TASKQ_EEXIST, "task id %s is already queued on '%s'", id, t->queue);
+    if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "taskq queue full"))
+        return fail(c, TASKQ_EFULL, "queue '%s' is full (%lld tasks)", t->queue, c->queue_cap);
+    return fail(c, TASKQ_EREDIS, "enqueue on '%s' failed: %s", t->queue,
+                r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+}
+
+int taskq_submit(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE])
+{
+    char idbuf[TASKQ_ID_SIZE];
+    taskq_task *const tasks[1] = {(taskq_task *)(uintptr_t)t};
+    int code = 0;
+    int rc = taskq_submit_many(c, tasks, 1, &idbuf, &code);
+    if (rc == 0 && id)
+        memcpy(id, idbuf, TASKQ_ID_SIZE);
+    return rc;
+}
+
+int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
+                      char (*ids)[TASKQ_ID_SIZE], int *codes)
+{
+    int first = 0;
+    size_t i, nb = 0;
+    tq_cmd *cmds = tq_xcalloc(n ? n : 1, sizeof(*cmds));
+    size_t *which = tq_xcalloc(n ? n : 1, sizeof(*which));
+    redisReply **replies = tq_xcalloc(n ? n : 1, sizeof(*replies));
+    char (*idv)[TASKQ_ID_SIZE] = tq_xcalloc(n ? n : 1, TASKQ_ID_SIZE);
+    char firstmsg[sizeof(c->errstr)] = "";
+
+    for (i = 0; i < n; i++) {
+        tq_cmd_init(&cmds[nb]);
+        int rc = build_enqueue(c, tasks[i], &cmds[nb], idv[i]);
+        if (codes)
+            codes[i] = rc;
+        if (rc < 0) {
+            tq_cmd_release(&cmds[nb]);
+            if (!first) {
+                first = rc;
+                snprintf(firstmsg, sizeof(firstmsg), "%s", c->errstr);
+            }
+            continue;
+        }
+        which[nb++] = i;
+    }
+    if (nb > 0) {
+        if (ensure_conn(c) < 0 || tq_sconn_pipeline(c->rc, cmds, nb, replies) < 0) {
+            if (c->rc)
+                conn_lost(c);
+            for (size_t k = 0; k < nb; k++)
+                if (codes && !replies[k])
+                    codes[which[k]] = TASKQ_ECONN;
+            if (!first) {
+                first = TASKQ_ECONN;
+                snprintf(firstmsg, sizeof(firstmsg), "%s", c->errstr);
+            }
+        }
+        for (size_t k = 0; k < nb; k++) {
+            if (!replies[k])
+                continue;
+            int rc = enqueue_reply(c, replies[k], tasks[which[k]], idv[which[k]]);
+            if (codes)
+                codes[which[k]] = rc;
+            if (rc < 0 && !first) {
+                first = rc;
+                snprintf(firstmsg, sizeof(firstmsg), "%s", c->errstr);
+            }
+            freeReplyObject(replies[k]);
+        }
+    }
+    if (ids)
+        memcpy(ids, idv, n * TASKQ_ID_SIZE);
+    for (size_t k = 0; k < nb; k++)
+        tq_cmd_release(&cmds[k]);
+    free(cmds);
+    free(which);
+    free(replies);
+    free(idv);
+    if (first)
+        return fail(c, first, "%s", firstmsg);
+    ok(c);
+    return 0;
+}
+
+/* ---- results --------------------------------------------------------- */
+
+static taskq_result *result_from_record(json_t *rec, taskq_state st)
+{
+    taskq_result *r = tq_xcalloc(1, sizeof(*r));
+    r->rec = rec;
+    r->state = st;
+    r->json = json_dumps(rec, JSON_COMPACT);
+    json_t *v = json_object_get(rec, "result");
+    if (st == TASKQ_SUCCESS)
+        r->value = json_dumps(v ? v : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    return r;
+}
+
+/* A record for a state that has no stored record (PENDING, STARTED). */
+static taskq_result *result_derived(const char *queue, const char *id, taskq_state st)
+{
+    json_t *rec = json_pack("{s:i, s:s, s:s, s:s}", "v", 1, "id", id, "queue", queue, "state",
+                            taskq_state_name(st));
+    return result_from_record(rec, st);
+}
+
+static int parse_record(taskq_client *c, const char *s, size_t len, json_t **rec, taskq_state *st)
+{
+    json_error_t e;
+    json_t *o = json_loadb(s, len, 0, &e);
+    if (!o || !json_is_object(o) ||
+        state_parse(json_string_value(json_object_get(o, "state")), st) < 0) {
+        json_decref(o);
+        return fail(c, TASKQ_EPROTO, "result record is not protocol v1 JSON");
+    }
+    *rec = o;
+    return 0;
+}
+
+/* Run the state script: fills *out with the record or a derived state. */
+static int fetch_state(taskq_client *c, const char *queue, const char *id, taskq_result **out)
+{
+    tq_cmd cmd;
+    int rc;
+    *out = NULL;
+    if ((rc = check_queue(c, &queue)) < 0 || (rc = check_id(c, id)) < 0)
+        return rc;
+    tq_cmd_init(&cmd);
+    tq_cmd_state(&cmd, c->prefix, queue, id);
+    redisReply *r = run(c, &cmd);
+    tq_cmd_release(&cmd);
+    if (!r)
+        return c->err;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        rc = fail(c, TASKQ_EREDIS, "state of %s failed: %s", id,
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        goto out;
+    }
+    if (r->element[0]->type == REDIS_REPLY_STRING) {
+        json_t *rec = NULL;
+        taskq_state st = TASKQ_PENDING;
+        if ((rc = parse_record(c, r->element[0]->str, r->element[0]->len, &rec, &st)) < 0)
+            goto out;
+        /* A STARTED record with progress is newer than nothing, but a task
+         * that is queued again (retry) keeps its RETRY record: both fine. */
+        *out = result_from_record(rec, st);
+    } else if (r->element[1]->integer == 1) {
+        *out = result_derived(queue, id, TASKQ_STARTED);
+    } else if (r->element[2]->integer == 1) {
+        *out = result_derived(queue, id, TASKQ_PENDING);
+    } else {
+        rc = fail(c, TASKQ_ENOTFOUND, "no task %s on queue '%s' (never submitted, or its result expired)", id, queue);
+        goto out;
+    }
+    rc = 0;
+out:
+    freeReplyObject(r);
+    return rc;
+}
+
+int taskq_result_get(taskq_client *c, const char *queue, const char *id, taskq_result **out)
+{
+    int rc = fetch_state(c, queue, id, out);
+    if (rc == 0)
+        ok(c);
+    return rc;
+}
+
+int taskq_state_get(taskq_client *c, const char *queue, const char *id, taskq_state *out)
+{
+    taskq_result *r;
+    int rc = taskq_result_get(c, queue, id, &r);
+    if (rc == 0)
+        *out = r->state;
+    taskq_result_free(r);
+    return rc;
+}
+
+int taskq_result_wait(taskq_client *c, const char *queue, const char *id, double timeout,
+                      taskq_result **out)
+{
+    int64_t deadline = timeout >= 0 ? tq_mono_ms() + (int64_t)(timeout * 1000.0) : -1;
+    int rc;
+    *out = NULL;
+    if (!queue)
+        queue = DEFAULT_QUEUE;
+    for (;;) {
+        taskq_result *r;
+        if ((rc = fetch_state(c, queue, id, &r)) < 0)
+            return rc;
+        if (taskq_state_is_final(r->state)) {
+            *out = r;
+            ok(c);
+            return 0;
+        }
+        double left = 0;
+        if (deadline >= 0) {
+            int64_t ms = deadline - tq_mono_ms();
+            if (ms <= 0) {
+                *out = r;
+                return fail(c, TASKQ_ETIMEDOUT, "task %s is still %s after %.3g s", id,
+                            taskq_state_name(r->state), timeout);
+            }
+            left = (double)ms / 1000.0;
+        }
+        taskq_result_free(r);
+        /* Block in Redis until the done list gets its element; rotating the
+         * list onto itself leaves the element for other waiters. */
+        char key[TQ_KEY_MAX], tmo[32];
+        tq_key_task(key, c->prefix, queue, "done", id);
+        snprintf(tmo, sizeof(tmo), "%.3f", deadline >= 0 ? (left < 0.001 ? 0.001 : left) : 0.0);
+        const char *argv[] = {"BLMOVE", key, key, "RIGHT", "LEFT", tmo};
+        struct timeval tv = {0, 0};
+        if (deadline >= 0) {
+            double s = left + c->timeout;
+            tv.tv_sec = (time_t)s;
+            tv.tv_usec = (suseconds_t)((s - (double)(time_t)s) * 1e6);
+        } else {
+            tv.tv_sec = 0;
+        }
+        if ((rc = ensure_conn(c)) < 0)
+            return rc;
+        redisSetTimeout(c->rc, tv);
+        redisReply *br = run_fmt(c, 6, argv);
+        if (c->rc) {
+            struct timeval dtv = {(time_t)c->timeout,
+                                  (suseconds_t)((c->timeout - (double)(time_t)c->timeout) * 1e6)};
+            redisSetTimeout(c->rc, dtv);
+        }
+        if (!br)
+            return c->err;
+        int is_err = br->type == REDIS_REPLY_ERROR;
+        if (is_err)
+            fail(c, TASKQ_EREDIS, "waiting for %s failed: %s", id, br->str);
+        freeReplyObject(br);
+        if (is_err)
+            return TASKQ_EREDIS;
+        /* Either the element arrived or the Redis-side time-out passed: the
+         * loop re-reads the state and checks the deadline. */
+    }
+}
+
+int taskq_cancel(taskq_client *c, const char *queue, const char *id)
+{
+    tq_cmd cmd;
+    int rc;
+    if ((rc = check_queue(c, &queue)) < 0 || (rc = check_id(c, id)) < 0)
+        return rc;
+    json_t *rec = json_pack("{s:i, s:s, s:s, s:s, s:{s:s, s:s}, s:I}", "v", 1, "id", id, "queue",
+                            queue, "state", "REVOKED", "error", "type", "Revoked", "message",
+                            "cancelled before it started", "finished_ms", (json_int_t)tq_now_ms());
+    char *s = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    tq_cmd_init(&cmd);
+    tq_cmd_revoke(&cmd, c->prefix, queue, id, s, REVOKED_TTL_MS);
+    free(s);
+    redisReply *r = run(c, &cmd);
+    tq_cmd_release(&cmd);
+    if (!r)
+        return c->err;
+    if (r->type != REDIS_REPLY_INTEGER)
+        rc = fail(c, TASKQ_EREDIS, "cancel %s failed: %s", id,
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    else if (r->integer == 1)
+        rc = 0;
+    else if (r->integer == -1)
+        rc = fail(c, TASKQ_ESTATE, "task %s has already started; it cannot be cancelled", id);
+    else if (r->integer == -2)
+        rc = fail(c, TASKQ_ESTATE, "task %s has already finished", id);
+    else
+        rc = fail(c, TASKQ_ENOTFOUND, "no task %s on queue '%s'", id, queue);
+    freeReplyObject(r);
+    if (rc == 0)
+        ok(c);
+    return rc;
+}
+
+void taskq_result_free(taskq_result *r)
+{
+    if (!r)
+        return;
+    json_decref(r->rec);
+    free(r->json);
+    free(r->value);
+    free(r);
+}
+
+taskq_state taskq_result_state(const taskq_result *r)
+{
+    return r->state;
+}
+
+static const char *rec_str(const taskq_result *r, const char *field)
+{
+    return json_string_value(json_object_get(r->rec, field));
+}
+
+const char *taskq_result_id(const taskq_result *r)
+{
+    return rec_str(r, "id");
+}
+
+const char *taskq_result_task(const taskq_result *r)
+{
+    return rec_str(r, "task");
+}
+
+const char *taskq_result_value(const taskq_result *r)
+{
+    return r->value;
+}
+
+const char *taskq_result_error_type(const taskq_result *r)
+{
+    return json_string_value(json_object_get(json_object_get(r->rec, "error"), "type"));
+}
+
+const char *taskq_result_error_message(const taskq_result *r)
+{
+    return json_string_value(json_object_get(json_object_get(r->rec, "error"), "message"));
+}
+
+int taskq_result_attempts(const taskq_result *r)
+{
+    return (int)json_integer_value(json_object_get(r->rec, "attempts"));
+}
+
+const char *taskq_result_worker(const taskq_result *r)
+{
+    return rec_str(r, "worker");
+}
+
+const char *taskq_result_json(const taskq_result *r)
+{
+    return r->json;
+}
+
+/* ---- dead letters ------------------------------------------------------ */
+
+static int dead_keys(taskq_client *c, const char **queue, char dead[TQ_KEY_MAX],
+                     char deadmsg[TQ_KEY_MAX])
+{
+    int rc = check_queue(c, queue);
+    if (rc < 0)
+        return rc;
+    tq_key_queue(dead, c->prefix, *queue, "dead");
+    tq_key_queue(deadmsg, c->prefix, *queue, "deadmsg");
+    return 0;
+}
+
+int taskq_dead_list(taskq_client *c, const char *queue, size_t max, char **json)
+{
+    char dead[TQ_KEY_MAX], deadmsg[TQ_KEY_MAX], stop[32];
+    int rc;
+    *json = NULL;
+    if ((rc = dead_keys(c, &queue, dead, deadmsg)) < 0)
+        return rc;
+    snprintf(stop, sizeof(stop), "%zd", max ? (ssize_t)max - 1 : (ssize_t)-1);
+    const char *argv[] = {"ZREVRANGE", dead, "0", stop};
+    redisReply *ids = run_fmt(c, 4, argv);
+    if (!ids)
+        return c->err;
+    json_t *arr = json_array();
+    rc = 0;
+    if (ids->type != REDIS_REPLY_ARRAY) {
+        rc = fail(c, TASKQ_EREDIS, "listing dead letters failed");
+        goto out;
+    }
+    for (size_t i = 0; i < ids->elements; i++) {
+        const char *hargv[] = {"HGET", deadmsg, ids->element[i]->str};
+        redisReply *e = run_fmt(c, 3, hargv);
+        if (!e) {
+            rc = c->err;
+            goto out;
+        }
+        json_t *entry = e->type == REDIS_REPLY_STRING ? json_loadb(e->str, e->len, 0, NULL) : NULL;
+        freeReplyObject(e);
+        json_t *item = json_object();
+        json_object_set_new(item, "id", json_string(ids->element[i]->str));
+        if (entry) {
+            json_object_set(item, "reason", json_object_get(entry, "reason"));
+            json_object_set(item, "at_ms", json_object_get(entry, "at_ms"));
+            const char *raw = json_string_value(json_object_get(entry, "message"));
+            json_t *m = raw ? json_loads(raw, 0, NULL) : NULL;
+            if (json_is_string(json_object_get(m, "task")))
+                json_object_set(item, "task", json_object_get(m, "task"));
+            json_decref(m);
+            json_decref(entry);
+        }
+        json_array_append_new(arr, item);
+    }
+    *json = json_dumps(arr, JSON_COMPACT);
+    ok(c);
+out:
+    json_decref(arr);
+    freeReplyObject(ids);
+    return rc;
+}
+
+int taskq_dead_show(taskq_client *c, const char *queue, const char *id, char **json)
+{
+    char dead[TQ_KEY_MAX], deadmsg[TQ_KEY_MAX];
+    int rc;
+    *json = NULL;
+    if ((rc = dead_keys(c, &queue, dead, deadmsg)) < 0 || (rc = check_id(c, id)) < 0)
+        return rc;
+    const char *argv[] = {"HGET", deadmsg, id};
+    redisReply *r = run_fmt(c, 3, argv);
+    if (!r)
+        return c->err;
+    if (r->type == REDIS_REPLY_STRING) {
+        *json = tq_xstrndup(r->str, r->len);
+        ok(c);
+    } else {
+        rc = fail(c, TASKQ_ENOTFOUND, "no dead-lettered task %s on queue '%s'", id, queue);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int taskq_dead_requeue(taskq_client *c, const char *queue, const char *id)
+{
+    char *entry_s = NULL, err[256];
+    json_t *entry = NULL;
+    tq_msg *m = NULL;
+    int rc = taskq_dead_show(c, queue, id, &entry_s);
+    if (rc < 0)
+        return rc;
+    if (!queue)
+        queue = DEFAULT_QUEUE;
+    entry = json_loads(entry_s, 0, NULL);
+    const char *raw = json_string_value(json_object_get(entry, "message"));
+    if (!raw || tq_msg_decode(raw, strlen(raw), &c->limits, &m, err, sizeof(err)) != TQ_MSG_OK) {
+        rc = fail(c, TASKQ_EINVAL,
+                  "dead-lettered task %s cannot be requeued: its message is not a valid task (%s)",
+                  id, raw ? err : "no message stored");
+        goto out;
+    }
+    tq_msg_set_int(m, "attempts", 0);
+    json_object_del(m->root, "errors");
+    size_t len;
+    char *s = tq_msg_encode(m, &len);
+    tq_cmd cmd;
+    tq_cmd_init(&cmd);
+    tq_cmd_dead_requeue(&cmd, c->prefix, queue, id, s, len);
+    free(s);
+    redisReply *r = run(c, &cmd);
+    tq_cmd_release(&cmd);
+    if (!r) {
+        rc = c->err;
+        goto out;
+    }
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        rc = 0;
+        ok(c);
+    } else {
+        rc = fail(c, r->type == REDIS_REPLY_INTEGER ? TASKQ_ENOTFOUND : TASKQ_EREDIS,
+                  "requeue of dead-lettered task %s failed%s%s", id,
+                  r->type == REDIS_REPLY_ERROR ? ": " : "",
+                  r->type == REDIS_REPLY_ERROR ? r->str : "");
+    }
+    freeReplyObject(r);
+out:
+    tq_msg_free(m);
+    json_decref(entry);
+    free(entry_s);
+    return rc;
+}
+
+int taskq_dead_purge(taskq_client *c, const char *queue, const char *id, size_t *removed)
+{
+    char dead[TQ_KEY_MAX], deadmsg[TQ_KEY_MAX];
+    int rc;
+    if (removed)
+        *removed = 0;
+    if ((rc = dead_keys(c, &queue, dead, deadmsg)) < 0)
+        return rc;
+    if (id && (rc = check_id(c, id)) < 0)
+        return rc;
+    redisReply *r;
+    if (id) {
+        const char *argv[] = {"ZREM", dead, id};
+        r = run_fmt(c, 3, argv);
+        if (r && r->type == REDIS_REPLY_INTEGER && removed)
+            *removed = (size_t)r->integer;
+        freeReplyObject(r);
+        const char *hargv[] = {"HDEL", deadmsg, id};
+        r = r ? run_fmt(c, 3, hargv) : NULL;
+    } else {
+        const char *zargv[] = {"ZCARD", dead};
+        r = run_fmt(c, 2, zargv);
+        if (r && r->type == REDIS_REPLY_INTEGER && removed)
+            *removed = (size_t)r->integer;
+        freeReplyObject(r);
+        const char *dargv[] = {"DEL", dead, deadmsg};
+        r = r ? run_fmt(c, 3, dargv) : NULL;
+    }
+    if (!r)
+        return c->err;
+    freeReplyObject(r);
+    ok(c);
+    return 0;
+}

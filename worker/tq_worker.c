@@ -365,6 +365,12 @@ static json_t *bare_record(tq_worker *w, job *j, const char *state)
                      "finished_ms", (json_int_t)tq_now_ms());
 }
 
+/* Milliseconds rounded to microseconds: no float noise in records. */
+static json_t *ms_real(double ms)
+{
+    return json_real((double)(int64_t)(ms * 1000.0 + 0.5) / 1000.0);
+}
+
 static json_t *job_record(tq_worker *w, job *j, const char *state, const tq_outcome *out)
 {
     json_t *rec = j->msg ? tq_msg_record_new(j->msg, state) : bare_record(w, j, state);
@@ -381,12 +387,6 @@ static json_t *job_record(tq_worker *w, job *j, const char *state, const tq_outc
             json_object_set_new(rec, "maxrss_kb", json_integer(out->maxrss_kb));
     }
     return rec;
-}
-
-/* Milliseconds rounded to microseconds: no float noise in records. */
-static json_t *ms_real(double ms)
-{
-    return json_real((double)(int64_t)(ms * 1000.0 + 0.5) / 1000.0);
 }
 
 static void set_error(json_t *rec, const char *type, const char *message)

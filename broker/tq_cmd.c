@@ -117,11 +117,12 @@ void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char
                     const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms,
                     long long cap)
 {
-    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE, 4);
+    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE, 5);
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "pending");
     add_qkey(c, prefix, queue, "delayed");
     add_tkey(c, prefix, queue, "result", id);
+    add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, msg, msglen);
     tq_cmd_add_int(c, delay_ms);
@@ -306,12 +307,13 @@ void tq_cmd_recover(tq_cmd *c, const char *prefix, const char *queue, int max)
 void tq_cmd_revoke(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                    const char *record, int64_t result_ttl_ms)
 {
-    tq_cmd_script(c, TQ_SCRIPT_REVOKE, 5);
+    tq_cmd_script(c, TQ_SCRIPT_REVOKE, 6);
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "owner");
     add_qkey(c, prefix, queue, "delayed");
     add_tkey(c, prefix, queue, "result", id);
     add_tkey(c, prefix, queue, "done", id);
+    add_qkey(c, prefix, queue, "lost");
     tq_cmd_add_str(c, id);
     tq_cmd_add_str(c, record);
     tq_cmd_add_int(c, result_ttl_ms);
@@ -329,12 +331,13 @@ void tq_cmd_state(tq_cmd *c, const char *prefix, const char *queue, const char *
 void tq_cmd_dead_requeue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                          const char *msg, size_t msglen)
 {
-    tq_cmd_script(c, TQ_SCRIPT_DEAD_REQUEUE, 5);
+    tq_cmd_script(c, TQ_SCRIPT_DEAD_REQUEUE, 6);
     add_qkey(c, prefix, queue, "dead");
     add_qkey(c, prefix, queue, "deadmsg");
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "pending");
     add_tkey(c, prefix, queue, "result", id);
+    add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, msg, msglen);
     add_wake(c, prefix, queue);

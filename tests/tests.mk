@@ -26,5 +26,9 @@ $(BUILD)/examples/%: docs/examples/%.c $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Iclient -o $@ $< $(LIBA) $(LDFLAGS_ALL) $(PKG_LIBS)
 
-check: all $(UNIT_BINS) $(INTEG_BINS) $(DOC_EXAMPLES)
+.PHONY: tests-build
+tests-build: $(UNIT_BINS) $(INTEG_BINS) $(DOC_EXAMPLES)
+
+# One build's unit and integration tests (`make check`, `make asan`).
+check: all tests-build
 	@sh tests/run.sh $(BUILD)

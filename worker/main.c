@@ -28,7 +28,7 @@ enum {
     OPT_MAX_TASKS_PER_CHILD, OPT_MAX_MEMORY_PER_CHILD, OPT_RETRIES, OPT_RETRY_BACKOFF,
     OPT_RETRY_BACKOFF_MAX, OPT_SOFT_TIME_LIMIT, OPT_TIME_LIMIT, OPT_MAX_CRASHES, OPT_MAX_LOST,
     OPT_DEAD_MAX, OPT_DEAD_MAX_AGE, OPT_MAX_MESSAGE_BYTES, OPT_MAX_DEPTH, OPT_MAX_ELEMENTS,
-    OPT_MAX_STRING, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_NO_BUILTINS, OPT_LIST_TASKS, OPT_HELP,
+    OPT_MAX_STRING, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_HEALTH_FILE, OPT_NO_BUILTINS, OPT_LIST_TASKS, OPT_HELP,
     OPT_VERSION,
 };
 
@@ -61,6 +61,7 @@ static const struct option long_opts[] = {
     {"max-string", required_argument, NULL, OPT_MAX_STRING},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"health-file", required_argument, NULL, OPT_HEALTH_FILE},
     {"no-builtins", no_argument, NULL, OPT_NO_BUILTINS},
     {"list-tasks", no_argument, NULL, OPT_LIST_TASKS},
     {"help", no_argument, NULL, OPT_HELP},
@@ -114,6 +115,8 @@ static void usage(FILE *out)
 "  --max-elements N          (default 100000)    --max-string N    (default 262144)\n"
 "Logging:\n"
 "  --log-level debug|info|warn|error (default info)   --log-format text|json\n"
+"  --health-file PATH        rewritten after every heartbeat Redis accepted (for\n"
+"                            container health checks: a fresh mtime means alive)\n"
 "\n"
 "  --help, --version\n"
 "\n"
@@ -127,6 +130,7 @@ typedef struct opts {
     tq_worker_config cfg;
     char *url_s;
     char *queues_s;
+    char *health_s;
     char **loads;
     int nloads;
     int no_builtins;
@@ -290,6 +294,11 @@ static int apply(opts *o, int id, const char *name, const char *v)
     case OPT_LOG_FORMAT:
         if (tq_log_format_parse(v, &o->log.format) < 0)
             return bad(name, v, "expected text or json");
+        return 0;
+    case OPT_HEALTH_FILE:
+        free(o->health_s);
+        o->health_s = tq_xstrdup(v);
+        c->health_file = o->health_s;
         return 0;
     case OPT_NO_BUILTINS:
         o->no_builtins = 1;
@@ -494,5 +503,6 @@ out:
     free(o.loads);
     free(o.url_s);
     free(o.queues_s);
+    free(o.health_s);
     return rc;
 }

@@ -28,7 +28,8 @@ int tq_registry_load(tq_registry *reg, const char *path, char *err, size_t errle
 /* Whether an error type is retried under the task's retry_on list. */
 int tq_registry_retries_type(const tq_task_def *def, const char *type);
 
-/* The built-in tasks: echo, add, sleep, fail, crash, noop (tq_builtin.c). */
+/* The built-in tasks: echo, add, sleep, fail, crash, noop, progress, hang
+ * (tq_builtin.c). */
 void tq_builtin_register(tq_registry *reg);
 
 #endif

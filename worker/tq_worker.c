@@ -194,7 +194,7 @@ static void submit_op(tq_worker *w, op *o)
 
 static char *dump(json_t *rec)
 {
-    char *s = json_dumps(rec, JSON_COMPACT);
+    char *s = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(12));
     if (!s)
         abort();
     return s;
@@ -846,6 +846,24 @@ static void send_plain(tq_worker *w, int argc, const char **argv, tq_aconn_reply
     tq_cmd_release(&cmd);
 }
 
+/* The heartbeat reached Redis: tell a container health check (the file's
+ * mtime is the proof of liveness, not the process's existence). */
+static void heartbeat_cb_reply(tq_aconn *c, redisReply *r, void *privdata)
+{
+    tq_worker *w = privdata;
+    (void)c;
+    if (!r || r->type == REDIS_REPLY_ERROR || !w->cfg.health_file)
+        return;
+    FILE *f = fopen(w->cfg.health_file, "w");
+    if (!f) {
+        tq_log_warn(w->cfg.log, "cannot write health file %s: %s", w->cfg.health_file,
+                    strerror(errno));
+        return;
+    }
+    fprintf(f, "%s %lld\n", w->wid, (long long)tq_now_ms());
+    fclose(f);
+}
+
 static void heartbeat(tq_worker *w)
 {
     if (!tq_aconn_up(w->cmd))
@@ -877,7 +895,7 @@ static void heartbeat(tq_worker *w)
     const char *set[] = {"SET", key, s, "PX", ttl};
     const char *zadd[] = {"ZADD", reg, now, w->wid};
     const char *trim[] = {"ZREMRANGEBYSCORE", reg, "-inf", old};
-    send_plain(w, 5, set, ignore_cb, NULL);
+    send_plain(w, 5, set, heartbeat_cb_reply, w);
     send_plain(w, 4, zadd, ignore_cb, NULL);
     send_plain(w, 4, trim, ignore_cb, NULL);
     free(s);

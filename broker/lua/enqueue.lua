@@ -1,5 +1,5 @@
 -- enqueue: store a task message and queue (or delay) its id. docs/PROTOCOL.md#enqueue
--- KEYS: msg, pending, delayed, result:<id>
+-- KEYS: msg, pending, delayed, result:<id>, done:<id>
 -- ARGV: id, message, delay_ms, eta_ms, cap, wake_channel
 local id = ARGV[1]
 if redis.call('HEXISTS', KEYS[1], id) == 1 then
@@ -10,7 +10,7 @@ if cap > 0 and redis.call('HLEN', KEYS[1]) >= cap then
   return redis.error_reply('taskq queue full')
 end
 redis.call('HSET', KEYS[1], id, ARGV[2])
-redis.call('DEL', KEYS[4])
+redis.call('DEL', KEYS[4], KEYS[5])
 local delay = tonumber(ARGV[3])
 local eta = tonumber(ARGV[4])
 if delay > 0 or eta > 0 then

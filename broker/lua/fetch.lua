@@ -23,15 +23,16 @@ out[1] = token
 local owner = token .. ' ' .. ARGV[1]
 local deadline = now + tonumber(ARGV[3])
 local got = 0
--- Skipped ids (revoked: no message) do not count against max, but the loop
--- is bounded so one call cannot run away on a list of dangling ids.
+-- Skipped ids (revoked: no message; or already held: a second copy of an id
+-- that was revoked or buried and then queued again) do not count against max,
+-- but the loop is bounded so one call cannot run away on a list of dangling ids.
 local budget = max + 1000
 while got < max and budget > 0 do
   budget = budget - 1
   local id = redis.call('RPOP', KEYS[1])
   if not id then break end
   local m = redis.call('HGET', KEYS[2], id)
-  if m then
+  if m and redis.call('HEXISTS', KEYS[4], id) == 0 then
     redis.call('HSET', KEYS[4], id, owner)
     redis.call('ZADD', KEYS[3], deadline, id)
     local lost = redis.call('HGET', KEYS[7], id) or 0

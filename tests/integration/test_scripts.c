@@ -1,0 +1,1143 @@
+/* Integration tests for the Lua scripts of docs/PROTOCOL.md#scripts, driven
+ * directly through hiredis and the tq_cmd builders against a private
+ * redis-server (tests/harness.c). Each test starts from an empty database.
+ * Times are read from Redis's own clock (TIME), as the scripts do; waits are
+ * deadline polls. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/tq_cmd.h"
+#include "broker/tq_keys.h"
+#include "common/tq_msg.h"
+#include "common/tq_util.h"
+#include "harness.h"
+
+#define PFX "taskq:"
+#define Q "q"
+#define TTL 60000
+#define WAIT_MS 5000
+
+typedef struct fx {
+    th_redis_server *srv;
+    redisContext *c;
+} fx;
+
+static fx *F; /* the group fixture, for helpers */
+
+/* ---- plumbing ---------------------------------------------------------- */
+
+/* Send c as EVALSHA, falling back to EVAL on NOSCRIPT (as the clients do). */
+static redisReply *run(tq_cmd *cmd)
+{
+    const char **av = (void *)cmd->argv;
+    redisReply *r = redisCommandArgv(F->c, cmd->argc, av, cmd->argvlen);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(r);
+        tq_cmd_to_eval(cmd);
+        av = (void *)cmd->argv;
+        r = redisCommandArgv(F->c, cmd->argc, av, cmd->argvlen);
+        assert_non_null(r);
+    }
+    return r;
+}
+
+/* Run a script that answers with an integer. */
+static long long run_int(tq_cmd *cmd)
+{
+    redisReply *r = run(cmd);
+    if (r->type != REDIS_REPLY_INTEGER)
+        fail_msg("%s: reply type %d (%s)", tq_scripts[cmd->script].name, r->type,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static redisReply *cmd(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(F->c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("redis error: %s", r->str);
+    return r;
+}
+
+static long long cmd_int(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(F->c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_INTEGER)
+        fail_msg("expected an integer reply, got type %d", r->type);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* String reply as a malloc'd copy, or NULL for nil. */
+static char *cmd_str(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(F->c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    char *s = NULL;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+        s = tq_xstrndup(r->str, r->len);
+    else if (r->type != REDIS_REPLY_NIL)
+        fail_msg("expected a string reply, got type %d", r->type);
+    freeReplyObject(r);
+    return s;
+}
+
+static void assert_str_reply(char *got, const char *want)
+{
+    if (!want) {
+        if (got)
+            fail_msg("expected nil, got '%s'", got);
+        return;
+    }
+    if (!got)
+        fail_msg("expected '%s', got nil", want);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* Key names of queue Q (static buffers: one per kind in use at a time). */
+static const char *qk(const char *kind)
+{
+    static char bufs[8][TQ_KEY_MAX];
+    static int n;
+    char *b = bufs[n++ % 8];
+    tq_key_queue(b, PFX, Q, kind);
+    return b;
+}
+
+static const char *tk(const char *kind, const char *id)
+{
+    static char bufs[8][TQ_KEY_MAX];
+    static int n;
+    char *b = bufs[n++ % 8];
+    tq_key_task(b, PFX, Q, kind, id);
+    return b;
+}
+
+static long long redis_now_ms(void)
+{
+    redisReply *r = cmd("TIME");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    long long ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+/* A valid message for id (malloc'd). */
+static char *make_msg(const char *id, int attempts)
+{
+    tq_msg *m = tq_msg_new(id, "add", Q);
+    tq_msg_set_int(m, "attempts", attempts);
+    char *s = tq_msg_encode(m, NULL);
+    tq_msg_free(m);
+    return s;
+}
+
+static char *make_record(const char *id, const char *state)
+{
+    return tq_xasprintf("{\"v\":1,\"id\":\"%s\",\"task\":\"add\",\"queue\":\"" Q
+                        "\",\"state\":\"%s\"}",
+                        id, state);
+}
+
+/* enqueue: returns the integer reply, or -100 for an error reply whose text
+ * is copied into err (may be NULL). */
+static long long enqueue_ex(const char *id, const char *msg, long long delay, long long eta,
+                            long long cap, char *err, size_t errlen)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_enqueue(&c, PFX, Q, id, msg, strlen(msg), delay, eta, cap);
+    redisReply *r = run(&c);
+    long long v;
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (err)
+            snprintf(err, errlen, "%s", r->str);
+        v = -100;
+    } else {
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        v = r->integer;
+    }
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+    return v;
+}
+
+static void enqueue(const char *id, long long delay)
+{
+    char *m = make_msg(id, 0);
+    char err[256] = "";
+    long long v = enqueue_ex(id, m, delay, 0, 0, err, sizeof(err));
+    if (v == -100)
+        fail_msg("enqueue %s: %s", id, err);
+    assert_int_equal(v, delay > 0 ? 2 : 1);
+    free(m);
+}
+
+typedef struct fetched {
+    long long token, next_due, now;
+    int n;
+    char *id[16];
+    char *msg[16];
+    long long lost[16];
+} fetched;
+
+static void fetched_clear(fetched *f)
+{
+    for (int i = 0; i < f->n; i++) {
+        free(f->id[i]);
+        free(f->msg[i]);
+    }
+    memset(f, 0, sizeof(*f));
+}
+
+static void fetch(fetched *f, const char *wid, int max, long long lease_ms)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_fetch(&c, PFX, Q, wid, max, lease_ms, 100);
+    redisReply *r = run(&c);
+    memset(f, 0, sizeof(*f));
+    if (r->type != REDIS_REPLY_ARRAY)
+        fail_msg("fetch: reply type %d (%s)", r->type,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+    assert_true(r->elements >= 3);
+    assert_int_equal((r->elements - 3) % 3, 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(r->element[i]->type, REDIS_REPLY_INTEGER);
+    f->token = r->element[0]->integer;
+    f->next_due = r->element[1]->integer;
+    f->now = r->element[2]->integer;
+    f->n = (int)(r->elements - 3) / 3;
+    assert_true(f->n <= 16);
+    for (int i = 0; i < f->n; i++) {
+        redisReply *id = r->element[3 + 3 * i], *m = r->element[4 + 3 * i],
+                   *l = r->element[5 + 3 * i];
+        assert_int_equal(id->type, REDIS_REPLY_STRING);
+        assert_int_equal(m->type, REDIS_REPLY_STRING);
+        assert_int_equal(l->type, REDIS_REPLY_INTEGER);
+        f->id[i] = tq_xstrndup(id->str, id->len);
+        f->msg[i] = tq_xstrndup(m->str, m->len);
+        f->lost[i] = l->integer;
+    }
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+}
+
+/* ack one task; returns the script's per-task integer. */
+static long long ack1(long long token, const char *id, const char *state, const char *record)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_ack_begin(&c, PFX, Q, token, TTL);
+    tq_cmd_ack_add(&c, PFX, Q, id, state, record, strlen(record));
+    tq_cmd_ack_end(&c);
+    redisReply *r = run(&c);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1)
+        fail_msg("ack: reply type %d (%s)", r->type, r->type == REDIS_REPLY_ERROR ? r->str : "");
+    long long v = r->element[0]->integer;
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+    return v;
+}
+
+static long long revoke(const char *id, const char *record)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_revoke(&c, PFX, Q, id, record, TTL);
+    long long v = run_int(&c);
+    tq_cmd_release(&c);
+    return v;
+}
+
+static long long recover(int max)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_recover(&c, PFX, Q, max);
+    long long v = run_int(&c);
+    tq_cmd_release(&c);
+    return v;
+}
+
+static long long bury(const char *id, long long token, const char *record, long long dead_max,
+                      long long dead_age_ms, const char *entry)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_bury(&c, PFX, Q, id, token, "bad message", record, TTL, dead_max, dead_age_ms, entry);
+    long long v = run_int(&c);
+    tq_cmd_release(&c);
+    return v;
+}
+
+static void assert_ttl_within(const char *key, long long max_ms)
+{
+    long long t = cmd_int("PTTL %s", key);
+    if (t <= 0 || t > max_ms)
+        fail_msg("PTTL %s = %lld, want 1..%lld", key, t, max_ms);
+}
+
+/* Wait until Redis's clock passes `when` (ms). */
+static int past_cond(void *arg)
+{
+    return redis_now_ms() > *(long long *)arg;
+}
+
+static void wait_redis_time_past(long long when)
+{
+    if (!th_wait_until(past_cond, &when, WAIT_MS))
+        fail_msg("Redis clock did not pass %lld", when);
+}
+
+/* ---- fixtures ---------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    static fx f;
+    f.srv = th_redis_start(NULL);
+    if (!f.srv)
+        return -1;
+    f.c = th_redis(f.srv);
+    if (!f.c)
+        return -1;
+    F = &f;
+    *state = &f;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    fx *f = *state;
+    if (f) {
+        redisFree(f->c);
+        th_redis_free(f->srv);
+    }
+    th_cleanup();
+    return 0;
+}
+
+static int flush(void **state)
+{
+    (void)state;
+    redisReply *r = redisCommand(F->c, "FLUSHALL");
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void test_scripts_sha_matches_redis(void **state)
+{
+    (void)state;
+    for (int i = 0; i < TQ_SCRIPT_COUNT; i++) {
+        char *sha = cmd_str("SCRIPT LOAD %s", tq_scripts[i].body);
+        if (strcmp(sha, tq_scripts[i].sha) != 0)
+            fail_msg("%s: Redis computes %s, embedded %s", tq_scripts[i].name, sha,
+                     tq_scripts[i].sha);
+        free(sha);
+    }
+}
+
+static void test_scripts_enqueue_fetch_ack(void **state)
+{
+    (void)state;
+    char *m = make_msg("A", 0);
+    assert_int_equal(enqueue_ex("A", m, 0, 0, 0, NULL, 0), 1);
+    assert_str_reply(cmd_str("HGET %s A", qk("msg")), m);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 1);
+
+    long long t0 = redis_now_ms();
+    fetched f;
+    fetch(&f, "w1", 10, 15000);
+    assert_true(f.token > 0);
+    assert_int_equal(f.next_due, -1);
+    assert_true(f.now >= t0 && f.now <= redis_now_ms());
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "A");
+    assert_string_equal(f.msg[0], m);
+    assert_int_equal(f.lost[0], 0);
+    char owner[64];
+    snprintf(owner, sizeof(owner), "%lld w1", f.token);
+    assert_str_reply(cmd_str("HGET %s A", qk("owner")), owner);
+    char *lease = cmd_str("ZSCORE %s A", qk("lease"));
+    assert_int_equal(atoll(lease), f.now + 15000);
+    free(lease);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 0);
+
+    char *rec = make_record("A", "SUCCESS");
+    assert_int_equal(ack1(f.token, "A", "SUCCESS", rec), 1);
+    assert_str_reply(cmd_str("GET %s", tk("result", "A")), rec);
+    assert_ttl_within(tk("result", "A"), TTL);
+    redisReply *r = cmd("LRANGE %s 0 -1", tk("done", "A"));
+    assert_int_equal(r->elements, 1);
+    assert_string_equal(r->element[0]->str, "SUCCESS");
+    freeReplyObject(r);
+    assert_ttl_within(tk("done", "A"), TTL);
+    assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
+    assert_int_equal(cmd_int("HEXISTS %s A", qk("owner")), 0);
+    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
+    /* A second ack of the same task is fenced out. */
+    assert_int_equal(ack1(f.token, "A", "FAILURE", "other"), 0);
+    assert_str_reply(cmd_str("GET %s", tk("result", "A")), rec);
+    fetched_clear(&f);
+    free(rec);
+    free(m);
+}
+
+static void test_scripts_fetch_fifo_and_max(void **state)
+{
+    (void)state;
+    enqueue("a", 0);
+    enqueue("b", 0);
+    enqueue("c", 0);
+    fetched f;
+    fetch(&f, "w1", 2, 1000);
+    assert_int_equal(f.n, 2);
+    assert_string_equal(f.id[0], "a");
+    assert_string_equal(f.id[1], "b");
+    long long t1 = f.token;
+    fetched_clear(&f);
+    fetch(&f, "w2", 5, 1000);
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "c");
+    assert_true(f.token > t1);
+    fetched_clear(&f);
+    /* Empty queue: a token, no tasks. max 0: no token at all. */
+    fetch(&f, "w2", 5, 1000);
+    assert_int_equal(f.n, 0);
+    fetched_clear(&f);
+    fetch(&f, "w2", 0, 1000);
+    assert_int_equal(f.token, 0);
+    assert_int_equal(f.n, 0);
+    fetched_clear(&f);
+}
+
+static void test_scripts_enqueue_duplicate_refused(void **state)
+{
+    (void)state;
+    char *m1 = make_msg("D", 0), *m2 = make_msg("D", 5);
+    char err[256] = "";
+    assert_int_equal(enqueue_ex("D", m1, 0, 0, 0, err, sizeof(err)), 1);
+    assert_int_equal(enqueue_ex("D", m2, 0, 0, 0, err, sizeof(err)), -100);
+    assert_non_null(strstr(err, "taskq duplicate id"));
+    assert_str_reply(cmd_str("HGET %s D", qk("msg")), m1);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 1);
+    /* Still a duplicate while running. */
+    fetched f;
+    fetch(&f, "w", 1, 10000);
+    assert_int_equal(f.n, 1);
+    assert_int_equal(enqueue_ex("D", m2, 0, 0, 0, err, sizeof(err)), -100);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 0);
+    fetched_clear(&f);
+    free(m1);
+    free(m2);
+}
+
+static void test_scripts_enqueue_queue_cap(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    const char *ids[] = {"c1", "c2", "c3"};
+    for (int i = 0; i < 2; i++) {
+        char *m = make_msg(ids[i], 0);
+        assert_int_equal(enqueue_ex(ids[i], m, 0, 0, 2, err, sizeof(err)), 1);
+        free(m);
+    }
+    char *m = make_msg("c3", 0);
+    assert_int_equal(enqueue_ex("c3", m, 0, 0, 2, err, sizeof(err)), -100);
+    assert_non_null(strstr(err, "taskq queue full"));
+    assert_int_equal(cmd_int("HLEN %s", qk("msg")), 2);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 2);
+    /* Delayed tasks count against the cap too. */
+    assert_int_equal(enqueue_ex("c3", m, 60000, 0, 2, err, sizeof(err)), -100);
+    assert_int_equal(cmd_int("ZCARD %s", qk("delayed")), 0);
+    /* cap 0: no limit. */
+    assert_int_equal(enqueue_ex("c3", m, 0, 0, 0, err, sizeof(err)), 1);
+    free(m);
+}
+
+static void test_scripts_enqueue_clears_stale_result(void **state)
+{
+    (void)state;
+    redisReply *r = cmd("SET %s old PX 60000", tk("result", "S"));
+    freeReplyObject(r);
+    enqueue("S", 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "S")), 0);
+}
+
+static int fetch_one_cond(void *arg)
+{
+    fetched *f = arg;
+    fetch(f, "wd", 1, 10000);
+    if (f->n > 0)
+        return 1;
+    fetched_clear(f);
+    return 0;
+}
+
+static void test_scripts_delayed_enqueue(void **state)
+{
+    (void)state;
+    long long before = redis_now_ms();
+    enqueue("L", 200);
+    char *due_s = cmd_str("ZSCORE %s L", qk("delayed"));
+    long long due = atoll(due_s);
+    free(due_s);
+    assert_true(due >= before + 200 && due <= redis_now_ms() + 200);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 0);
+
+    /* Not fetchable before it is due; next_due says when. */
+    fetched f;
+    fetch(&f, "wd", 1, 10000);
+    if (f.now < due) {
+        assert_int_equal(f.n, 0);
+        assert_int_equal(f.next_due, due);
+        assert_true(f.next_due > f.now);
+    }
+    fetched_clear(&f);
+
+    /* Fetchable once due (deadline poll), and never before by Redis's clock. */
+    memset(&f, 0, sizeof(f));
+    assert_true(th_wait_until(fetch_one_cond, &f, WAIT_MS));
+    assert_string_equal(f.id[0], "L");
+    assert_true(f.now >= due);
+    assert_int_equal(f.next_due, -1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("delayed")), 0);
+    fetched_clear(&f);
+
+    /* eta_ms in the future delays to eta; in the past queues right away. */
+    char *m = make_msg("E1", 0);
+    long long eta = redis_now_ms() + 60000;
+    assert_int_equal(enqueue_ex("E1", m, 0, eta, 0, NULL, 0), 2);
+    char *s = cmd_str("ZSCORE %s E1", qk("delayed"));
+    assert_int_equal(atoll(s), eta);
+    free(s);
+    free(m);
+    m = make_msg("E2", 0);
+    assert_int_equal(enqueue_ex("E2", m, 0, redis_now_ms() - 1000, 0, NULL, 0), 1);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 1);
+    free(m);
+    /* delay and eta: the later one wins. */
+    m = make_msg("E3", 0);
+    long long now = redis_now_ms();
+    assert_int_equal(enqueue_ex("E3", m, 120000, now + 1000, 0, NULL, 0), 2);
+    s = cmd_str("ZSCORE %s E3", qk("delayed"));
+    assert_true(atoll(s) >= now + 120000);
+    free(s);
+    free(m);
+    /* next_due reports the earliest remaining due time. */
+    fetch(&f, "wd", 5, 1000);
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "E2");
+    assert_int_equal(f.next_due, eta);
+    fetched_clear(&f);
+}
+
+static void test_scripts_fencing_after_lease_expiry(void **state)
+{
+    (void)state;
+    enqueue("F", 0);
+    fetched f1, f2;
+    fetch(&f1, "w1", 1, 50);
+    assert_int_equal(f1.n, 1);
+    wait_redis_time_past(f1.now + 50);
+    assert_int_equal(recover(100), 1);
+    assert_int_equal(cmd_int("HEXISTS %s F", qk("owner")), 0);
+    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
+    assert_str_reply(cmd_str("HGET %s F", qk("lost")), "1");
+    /* The stale worker cannot settle it now ... */
+    assert_int_equal(ack1(f1.token, "F", "SUCCESS", "stale-1"), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "F")), 0);
+
+    fetch(&f2, "w2", 1, 10000);
+    assert_int_equal(f2.n, 1);
+    assert_string_equal(f2.id[0], "F");
+    assert_int_equal(f2.lost[0], 1);
+    assert_true(f2.token != f1.token);
+    char owner[64];
+    snprintf(owner, sizeof(owner), "%lld w2", f2.token);
+    assert_str_reply(cmd_str("HGET %s F", qk("owner")), owner);
+    /* ... nor once another worker holds it. */
+    assert_int_equal(ack1(f1.token, "F", "SUCCESS", "stale-2"), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "F")), 0);
+    assert_str_reply(cmd_str("HGET %s F", qk("owner")), owner);
+
+    char *rec = make_record("F", "SUCCESS");
+    assert_int_equal(ack1(f2.token, "F", "SUCCESS", rec), 1);
+    /* The late ack of the first worker does not overwrite the result. */
+    assert_int_equal(ack1(f1.token, "F", "FAILURE", "stale-3"), 0);
+    assert_str_reply(cmd_str("GET %s", tk("result", "F")), rec);
+    assert_int_equal(cmd_int("HEXISTS %s F", qk("lost")), 0);
+    free(rec);
+    fetched_clear(&f1);
+    fetched_clear(&f2);
+}
+
+static void test_scripts_ack_batch(void **state)
+{
+    (void)state;
+    enqueue("b1", 0);
+    enqueue("b2", 0);
+    enqueue("b3", 0);
+    fetched f;
+    fetch(&f, "w", 3, 10000);
+    assert_int_equal(f.n, 3);
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_ack_begin(&c, PFX, Q, f.token, TTL);
+    tq_cmd_ack_add(&c, PFX, Q, "b1", "SUCCESS", "r1", 2);
+    tq_cmd_ack_add(&c, PFX, Q, "zz", "SUCCESS", "rz", 2); /* not held */
+    tq_cmd_ack_add(&c, PFX, Q, "b3", "FAILURE", "r3", 2);
+    tq_cmd_ack_end(&c);
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 3);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[1]->integer, 0);
+    assert_int_equal(r->element[2]->integer, 1);
+    freeReplyObject(r);
+    assert_str_reply(cmd_str("GET %s", tk("result", "b1")), "r1");
+    assert_str_reply(cmd_str("GET %s", tk("result", "b3")), "r3");
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b3")), "FAILURE");
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "zz")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "zz")), 0);
+    /* b2 is untouched: still held. */
+    assert_int_equal(cmd_int("HEXISTS %s b2", qk("owner")), 1);
+    assert_int_equal(cmd_int("HLEN %s", qk("msg")), 1);
+    tq_cmd_release(&c);
+    fetched_clear(&f);
+}
+
+static void test_scripts_retry(void **state)
+{
+    (void)state;
+    enqueue("R", 0);
+    enqueue("R0", 0);
+    fetched f;
+    fetch(&f, "w", 2, 10000);
+    assert_int_equal(f.n, 2);
+    char *m2 = make_msg("R", 1), *rec = make_record("R", "RETRY");
+    tq_cmd c;
+    tq_cmd_init(&c);
+    /* Wrong token: nothing changes. */
+    tq_cmd_retry(&c, PFX, Q, "R", f.token + 1, m2, strlen(m2), rec, 500, TTL);
+    assert_int_equal(run_int(&c), 0);
+    assert_int_equal(cmd_int("HEXISTS %s R", qk("owner")), 1);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "R")), 0);
+
+    long long before = redis_now_ms();
+    tq_cmd_retry(&c, PFX, Q, "R", f.token, m2, strlen(m2), rec, 500, TTL);
+    assert_int_equal(run_int(&c), 1);
+    assert_str_reply(cmd_str("HGET %s R", qk("msg")), m2);
+    char *s = cmd_str("ZSCORE %s R", qk("delayed"));
+    assert_true(atoll(s) >= before + 500 && atoll(s) <= redis_now_ms() + 500);
+    free(s);
+    assert_str_reply(cmd_str("GET %s", tk("result", "R")), rec);
+    assert_ttl_within(tk("result", "R"), TTL);
+    assert_int_equal(cmd_int("HEXISTS %s R", qk("owner")), 0);
+    assert_true(cmd_str("ZSCORE %s R", qk("lease")) == NULL);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 0);
+    /* Not a final state: nothing on done. */
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "R")), 0);
+
+    /* delay 0: straight back on pending. */
+    char *m3 = make_msg("R0", 1);
+    tq_cmd_retry(&c, PFX, Q, "R0", f.token, m3, strlen(m3), rec, 0, TTL);
+    assert_int_equal(run_int(&c), 1);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 1);
+    fetched_clear(&f);
+    fetch(&f, "w", 1, 10000);
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "R0");
+    assert_string_equal(f.msg[0], m3);
+    fetched_clear(&f);
+    tq_cmd_release(&c);
+    free(m2);
+    free(m3);
+    free(rec);
+}
+
+static void test_scripts_requeue_at_head(void **state)
+{
+    (void)state;
+    enqueue("h1", 0);
+    enqueue("h2", 0);
+    enqueue("h3", 0);
+    fetched f;
+    fetch(&f, "w", 1, 10000);
+    assert_string_equal(f.id[0], "h1");
+    const char *ids[] = {"h1"};
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_requeue(&c, PFX, Q, f.token + 1, ids, 1);
+    assert_int_equal(run_int(&c), 0);
+    tq_cmd_requeue(&c, PFX, Q, f.token, ids, 1);
+    assert_int_equal(run_int(&c), 1);
+    assert_int_equal(cmd_int("HEXISTS %s h1", qk("owner")), 0);
+    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
+    assert_int_equal(cmd_int("HEXISTS %s h1", qk("lost")), 0);
+    fetched_clear(&f);
+    /* Back at the head: fetched before h2 and h3. */
+    fetch(&f, "w", 3, 10000);
+    assert_int_equal(f.n, 3);
+    assert_string_equal(f.id[0], "h1");
+    assert_string_equal(f.id[1], "h2");
+    assert_string_equal(f.id[2], "h3");
+    fetched_clear(&f);
+    tq_cmd_release(&c);
+}
+
+static void test_scripts_bury(void **state)
+{
+    (void)state;
+    /* An old dead-letter entry, older than the max age. */
+    long long now = redis_now_ms();
+    freeReplyObject(cmd("ZADD %s %lld old", qk("dead"), now - 100000));
+    freeReplyObject(cmd("HSET %s old x", qk("deadmsg")));
+
+    const char *ids[] = {"d1", "d2", "d3", "d4", "d5"};
+    for (int i = 0; i < 5; i++)
+        enqueue(ids[i], 0);
+    fetched f;
+    fetch(&f, "w", 5, 10000);
+    assert_int_equal(f.n, 5);
+    /* Fenced. */
+    assert_int_equal(bury("d1", f.token + 1, "rec", 3, 50000, "{}"), 0);
+    assert_int_equal(cmd_int("HEXISTS %s d1", qk("owner")), 1);
+    assert_int_equal(cmd_int("EXISTS %s", qk("dead")), 1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("dead")), 1);
+
+    for (int i = 0; i < 5; i++) {
+        char *rec = make_record(ids[i], "FAILURE");
+        char *entry = tq_xasprintf("{\"id\":\"%s\",\"reason\":\"bad message\"}", ids[i]);
+        assert_int_equal(bury(ids[i], f.token, rec, 3, 50000, entry), 1);
+        assert_str_reply(cmd_str("GET %s", tk("result", ids[i])), rec);
+        assert_ttl_within(tk("result", ids[i]), TTL);
+        assert_str_reply(cmd_str("LINDEX %s 0", tk("done", ids[i])), "FAILURE");
+        assert_int_equal(cmd_int("LLEN %s", tk("done", ids[i])), 1);
+        assert_ttl_within(tk("done", ids[i]), TTL);
+        assert_str_reply(cmd_str("HGET %s %s", qk("deadmsg"), ids[i]), entry);
+        free(rec);
+        free(entry);
+    }
+    /* The old entry went by age, then the set was capped at 3: the newest. */
+    assert_int_equal(cmd_int("ZCARD %s", qk("dead")), 3);
+    assert_int_equal(cmd_int("HLEN %s", qk("deadmsg")), 3);
+    for (int i = 0; i < 5; i++) {
+        long long want = i >= 2;
+        char *sc = cmd_str("ZSCORE %s %s", qk("dead"), ids[i]);
+        assert_int_equal(sc != NULL, want);
+        free(sc);
+        assert_int_equal(cmd_int("HEXISTS %s %s", qk("deadmsg"), ids[i]), want);
+    }
+    assert_int_equal(cmd_int("HEXISTS %s old", qk("deadmsg")), 0);
+    assert_int_equal(cmd_int("HLEN %s", qk("msg")), 0);
+    assert_int_equal(cmd_int("HLEN %s", qk("owner")), 0);
+    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
+    fetched_clear(&f);
+
+    /* Never owned (undecodable message found by a client): empty token. */
+    enqueue("n1", 0);
+    assert_int_equal(bury("n1", -1, "rec", 10, 86400000, "{}"), 1);
+    assert_int_equal(cmd_int("HEXISTS %s n1", qk("msg")), 0);
+    assert_true(cmd_int("ZCARD %s", qk("dead")) == 4);
+}
+
+static void test_scripts_extend(void **state)
+{
+    (void)state;
+    enqueue("x1", 0);
+    enqueue("x2", 0);
+    fetched f;
+    fetch(&f, "w", 2, 50);
+    assert_int_equal(f.n, 2);
+    tq_cmd c;
+    tq_cmd_init(&c);
+    /* Keep x1 alive for a minute; x2 is left to expire. */
+    tq_cmd_extend_begin(&c, PFX, Q, 60000);
+    tq_cmd_extend_add(&c, f.token, "x1");
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 0);
+    freeReplyObject(r);
+    char *s = cmd_str("ZSCORE %s x1", qk("lease"));
+    assert_true(atoll(s) >= f.now + 60000);
+    free(s);
+
+    wait_redis_time_past(f.now + 50);
+    assert_int_equal(recover(100), 1);
+    assert_int_equal(cmd_int("HEXISTS %s x1", qk("owner")), 1);
+    assert_int_equal(cmd_int("HEXISTS %s x2", qk("owner")), 0);
+
+    /* Extending both reports x2 (lost), plus an unknown id and a wrong token. */
+    tq_cmd_extend_begin(&c, PFX, Q, 60000);
+    tq_cmd_extend_add(&c, f.token, "x1");
+    tq_cmd_extend_add(&c, f.token, "x2");
+    tq_cmd_extend_add(&c, f.token, "nope");
+    tq_cmd_extend_add(&c, f.token + 7, "x1");
+    r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 3);
+    assert_string_equal(r->element[0]->str, "x2");
+    assert_string_equal(r->element[1]->str, "nope");
+    assert_string_equal(r->element[2]->str, "x1");
+    freeReplyObject(r);
+    /* No lease was created for what is not held. */
+    assert_true(cmd_str("ZSCORE %s x2", qk("lease")) == NULL);
+    assert_true(cmd_str("ZSCORE %s nope", qk("lease")) == NULL);
+    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 1);
+    tq_cmd_release(&c);
+    fetched_clear(&f);
+}
+
+static void test_scripts_revoke(void **state)
+{
+    (void)state;
+    char *rec = make_record("A", "REVOKED");
+    /* Before start: revoked, the record and done written, fetch skips it. */
+    enqueue("A", 0);
+    enqueue("B", 0);
+    assert_int_equal(revoke("A", rec), 1);
+    assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
+    assert_str_reply(cmd_str("GET %s", tk("result", "A")), rec);
+    assert_ttl_within(tk("result", "A"), TTL);
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), "REVOKED");
+    assert_ttl_within(tk("done", "A"), TTL);
+    fetched f;
+    fetch(&f, "w", 2, 10000);
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "B");
+    assert_int_equal(cmd_int("HEXISTS %s A", qk("owner")), 0);
+    /* After start. */
+    assert_int_equal(revoke("B", rec), -1);
+    assert_int_equal(cmd_int("HEXISTS %s B", qk("msg")), 1);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "B")), 0);
+    /* After finish. */
+    assert_int_equal(ack1(f.token, "B", "SUCCESS", "done"), 1);
+    assert_int_equal(revoke("B", rec), -2);
+    assert_str_reply(cmd_str("GET %s", tk("result", "B")), "done");
+    /* Already revoked counts as finished. */
+    assert_int_equal(revoke("A", rec), -2);
+    /* Unknown. */
+    assert_int_equal(revoke("nope", rec), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "nope")), 0);
+    /* A delayed task leaves the delayed set. */
+    enqueue("D", 60000);
+    assert_int_equal(revoke("D", rec), 1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("delayed")), 0);
+    fetched_clear(&f);
+    free(rec);
+}
+
+/* A task whose id is in `pending` twice (revoked and submitted again, or
+ * buried unowned and requeued) must not be leased to two workers at once. */
+static void test_scripts_fetch_skips_held_duplicates(void **state)
+{
+    (void)state;
+    enqueue("T", 0);
+    assert_int_equal(revoke("T", "r"), 1);
+    enqueue("T", 0); /* same id, the revoked copy is still in pending */
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 2);
+    fetched f1, f2;
+    fetch(&f1, "w1", 1, 10000);
+    assert_int_equal(f1.n, 1);
+    assert_string_equal(f1.id[0], "T");
+    fetch(&f2, "w2", 1, 10000);
+    assert_int_equal(f2.n, 0);
+    char owner[64];
+    snprintf(owner, sizeof(owner), "%lld w1", f1.token);
+    assert_str_reply(cmd_str("HGET %s T", qk("owner")), owner);
+    assert_int_equal(ack1(f1.token, "T", "SUCCESS", "ok"), 1);
+    fetched_clear(&f1);
+    fetched_clear(&f2);
+}
+
+static void state_of(const char *id, const char *record, long long running, long long queued)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_state(&c, PFX, Q, id);
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 3);
+    if (record) {
+        assert_int_equal(r->element[0]->type, REDIS_REPLY_STRING);
+        assert_string_equal(r->element[0]->str, record);
+    } else {
+        assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
+    }
+    assert_int_equal(r->element[1]->integer, running);
+    assert_int_equal(r->element[2]->integer, queued);
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+}
+
+static void test_scripts_state(void **state)
+{
+    (void)state;
+    state_of("S", NULL, 0, 0);
+    enqueue("S", 0);
+    state_of("S", NULL, 0, 1);
+    fetched f;
+    fetch(&f, "w", 1, 10000);
+    /* Running: owner set (the message stays until it is settled). */
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_state(&c, PFX, Q, "S");
+    redisReply *r = run(&c);
+    assert_int_equal(r->element[1]->integer, 1);
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+    assert_int_equal(ack1(f.token, "S", "SUCCESS", "rec"), 1);
+    state_of("S", "rec", 0, 0);
+    fetched_clear(&f);
+}
+
+static void test_scripts_progress(void **state)
+{
+    (void)state;
+    enqueue("P", 0);
+    fetched f;
+    fetch(&f, "w", 1, 10000);
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_progress(&c, PFX, Q, "P", f.token + 1, "stale", TTL);
+    assert_int_equal(run_int(&c), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "P")), 0);
+    tq_cmd_progress(&c, PFX, Q, "P", f.token, "{\"state\":\"STARTED\"}", TTL);
+    assert_int_equal(run_int(&c), 1);
+    assert_str_reply(cmd_str("GET %s", tk("result", "P")), "{\"state\":\"STARTED\"}");
+    assert_ttl_within(tk("result", "P"), TTL);
+    tq_cmd_release(&c);
+    fetched_clear(&f);
+}
+
+static void test_scripts_dead_requeue(void **state)
+{
+    (void)state;
+    enqueue("Z", 0);
+    fetched f;
+    fetch(&f, "w", 1, 10000);
+    assert_int_equal(bury("Z", f.token, "rec", 10, 86400000, "{\"id\":\"Z\"}"), 1);
+    fetched_clear(&f);
+    char *m = make_msg("Z", 0);
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_dead_requeue(&c, PFX, Q, "nope", m, strlen(m));
+    assert_int_equal(run_int(&c), 0);
+    assert_int_equal(cmd_int("HEXISTS %s nope", qk("msg")), 0);
+    tq_cmd_dead_requeue(&c, PFX, Q, "Z", m, strlen(m));
+    assert_int_equal(run_int(&c), 1);
+    assert_true(cmd_str("ZSCORE %s Z", qk("dead")) == NULL);
+    assert_int_equal(cmd_int("HEXISTS %s Z", qk("deadmsg")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "Z")), 0);
+    assert_str_reply(cmd_str("HGET %s Z", qk("msg")), m);
+    fetch(&f, "w", 1, 10000);
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "Z");
+    assert_string_equal(f.msg[0], m);
+    /* Only once. */
+    tq_cmd_dead_requeue(&c, PFX, Q, "Z", m, strlen(m));
+    assert_int_equal(run_int(&c), 0);
+    fetched_clear(&f);
+    tq_cmd_release(&c);
+    free(m);
+}
+
+/* After every kind of write, each key either expires or is one of the
+ * bounded per-queue structures, and carries the queue's hash tag. */
+static void test_scripts_keys_bounded_or_ttl(void **state)
+{
+    (void)state;
+    enqueue("k1", 0);
+    enqueue("k2", 0);
+    enqueue("k3", 0);
+    enqueue("k4", 0);
+    enqueue("k5", 60000);
+    fetched f;
+    fetch(&f, "w", 3, 10000);
+    assert_int_equal(f.n, 3);
+    char *rec = make_record("x", "SUCCESS");
+    assert_int_equal(ack1(f.token, f.id[0], "SUCCESS", rec), 1);
+    assert_int_equal(bury(f.id[1], f.token, rec, 10, 86400000, "{}"), 1);
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_retry(&c, PFX, Q, f.id[2], f.token, "m", 1, rec, 1000, TTL);
+    assert_int_equal(run_int(&c), 1);
+    tq_cmd_release(&c);
+    assert_int_equal(revoke("k4", rec), 1);
+    free(rec);
+    fetched_clear(&f);
+
+    static const char *bounded[] = {"pending", "msg",  "delayed", "lease",  "owner",
+                                    "fence",   "lost", "dead",    "deadmsg"};
+    redisReply *keys = cmd("KEYS *");
+    assert_true(keys->elements > 0);
+    int ttl_keys = 0;
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *k = keys->element[i]->str;
+        const char *tag = PFX "{" Q "}:";
+        if (strncmp(k, tag, strlen(tag)) != 0)
+            fail_msg("key %s lacks the {" Q "} hash tag", k);
+        const char *kind = k + strlen(tag);
+        int is_bounded = 0;
+        for (size_t j = 0; j < sizeof(bounded) / sizeof(bounded[0]); j++)
+            is_bounded |= strcmp(kind, bounded[j]) == 0;
+        long long pttl = cmd_int("PTTL %s", k);
+        if (is_bounded)
+            continue;
+        if (pttl <= 0 || pttl > TTL)
+            fail_msg("key %s has PTTL %lld: neither bounded nor expiring", k, pttl);
+        ttl_keys++;
+    }
+    assert_true(ttl_keys >= 5); /* result+done of ack, bury, revoke; retry's result */
+    freeReplyObject(keys);
+}
+
+/* Read one pub/sub message (with the context's read time-out) and return its
+ * payload (malloc'd), failing the test on time-out. */
+static char *next_message(redisContext *sub)
+{
+    void *rv = NULL;
+    if (redisGetReply(sub, &rv) != REDIS_OK)
+        fail_msg("no pub/sub message: %s", sub->errstr);
+    redisReply *r = rv;
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 3);
+    assert_string_equal(r->element[0]->str, "message");
+    char *s = tq_xstrndup(r->element[2]->str, r->element[2]->len);
+    freeReplyObject(r);
+    return s;
+}
+
+/* Publish a marker and expect it to be the next message: proves nothing
+ * else was published in between. */
+static void expect_no_wake(redisContext *sub, const char *chan)
+{
+    freeReplyObject(cmd("PUBLISH %s marker", chan));
+    assert_str_reply(next_message(sub), "marker");
+}
+
+static void test_scripts_wake_channel(void **state)
+{
+    (void)state;
+    char chan[TQ_KEY_MAX];
+    tq_cmd_wake_channel(chan, PFX, Q);
+    redisContext *sub = th_redis(F->srv);
+    assert_non_null(sub);
+    struct timeval tv = {WAIT_MS / 1000, 0};
+    redisSetTimeout(sub, tv);
+    redisReply *r = redisCommand(sub, "SUBSCRIBE %s", chan);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+
+    enqueue("w1", 0); /* into an empty list */
+    assert_str_reply(next_message(sub), "p");
+    enqueue("w2", 0); /* list not empty: no wake */
+    expect_no_wake(sub, chan);
+
+    enqueue("d1", 60000); /* the earliest delayed task */
+    assert_str_reply(next_message(sub), "d");
+    enqueue("d2", 120000); /* not the earliest */
+    expect_no_wake(sub, chan);
+    enqueue("d3", 30000); /* earlier than d1 */
+    assert_str_reply(next_message(sub), "d");
+
+    /* Lost task recovered into an empty list. */
+    fetched f;
+    fetch(&f, "w", 2, 50);
+    assert_int_equal(f.n, 2);
+    expect_no_wake(sub, chan);
+    wait_redis_time_past(f.now + 50);
+    assert_int_equal(recover(1), 1);
+    assert_str_reply(next_message(sub), "p");
+    assert_int_equal(recover(1), 1); /* list no longer empty */
+    expect_no_wake(sub, chan);
+    fetched_clear(&f);
+    redisFree(sub);
+}
+
+static void test_scripts_noscript_fallback(void **state)
+{
+    (void)state;
+    enqueue("N", 0);
+    freeReplyObject(cmd("SCRIPT FLUSH"));
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_state(&c, PFX, Q, "N");
+    const char **av = (void *)c.argv;
+    redisReply *r = redisCommandArgv(F->c, c.argc, av, c.argvlen);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_memory_equal(r->str, "NOSCRIPT", 8);
+    freeReplyObject(r);
+    tq_cmd_to_eval(&c);
+    av = (void *)c.argv;
+    r = redisCommandArgv(F->c, c.argc, av, c.argvlen);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->element[2]->integer, 1);
+    freeReplyObject(r);
+    /* EVAL cached the body under the embedded SHA: EVALSHA works again. */
+    tq_cmd_state(&c, PFX, Q, "N");
+    av = (void *)c.argv;
+    r = redisCommandArgv(F->c, c.argc, av, c.argvlen);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup(name, flush)
+    const struct CMUnitTest tests[] = {
+        T(test_scripts_sha_matches_redis),
+        T(test_scripts_enqueue_fetch_ack),
+        T(test_scripts_fetch_fifo_and_max),
+        T(test_scripts_enqueue_duplicate_refused),
+        T(test_scripts_enqueue_queue_cap),
+        T(test_scripts_enqueue_clears_stale_result),
+        T(test_scripts_delayed_enqueue),
+        T(test_scripts_fencing_after_lease_expiry),
+        T(test_scripts_ack_batch),
+        T(test_scripts_retry),
+        T(test_scripts_requeue_at_head),
+        T(test_scripts_bury),
+        T(test_scripts_extend),
+        T(test_scripts_revoke),
+        T(test_scripts_fetch_skips_held_duplicates),
+        T(test_scripts_state),
+        T(test_scripts_progress),
+        T(test_scripts_dead_requeue),
+        T(test_scripts_keys_bounded_or_ttl),
+        T(test_scripts_wake_channel),
+        T(test_scripts_noscript_fallback),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

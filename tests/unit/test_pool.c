@@ -1,0 +1,627 @@
+/* Unit tests for worker/tq_pool (prefork and threads) on a real event_base
+ * with real children and threads: every job's `done` arrives exactly once
+ * with the right outcome; a crashing child is reported with its signal and
+ * replaced; hard limits kill, soft limits interrupt; children are recycled
+ * by task count and memory; kill and free abort running jobs; progress and
+ * large messages cross the pipe. The loop is run until a condition holds or
+ * a monotonic deadline passes; no test sleeps to synchronise. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/tq_util.h"
+#include "tq_pool.h"
+
+#define MAXJOBS 64
+
+typedef struct rec {
+    int done; /* times `done` was called for this job (must end at 1) */
+    tq_outcome out;
+    int nprogress;
+    double last_fraction;
+    char last_message[32];
+} rec;
+
+typedef struct fx {
+    struct event_base *base;
+    tq_registry *reg;
+    tq_msg_limits lim;
+    tq_logger log;
+    tq_pool *pool;
+    rec recs[MAXJOBS];
+    char *msgs[MAXJOBS];
+    int ndone;
+    int cond_n; /* argument of the run_until conditions */
+} fx;
+
+static void assert_has(const char *s, const char *sub)
+{
+    if (!s || !strstr(s, sub))
+        fail_msg("'%s' does not contain '%s'", s ? s : "(null)", sub);
+}
+
+static int t_pid(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **result)
+{
+    (void)ctx;
+    (void)args;
+    (void)kwargs;
+    *result = json_integer(getpid());
+    return 0;
+}
+
+static void done_cb(void *arg, void *cookie, tq_outcome *out)
+{
+    fx *f = arg;
+    rec *r = cookie;
+    assert_true(r >= f->recs && r < f->recs + MAXJOBS);
+    if (r->done++ == 0)
+        r->out = *out; /* take ownership of the heap fields */
+    else
+        tq_outcome_clear(out);
+    f->ndone++;
+}
+
+static void progress_cb(void *arg, void *cookie, double fraction, const char *message)
+{
+    (void)arg;
+    rec *r = cookie;
+    r->nprogress++;
+    r->last_fraction = fraction;
+    snprintf(r->last_message, sizeof(r->last_message), "%s", message ? message : "");
+}
+
+static int setup(void **state)
+{
+    fx *f = tq_xcalloc(1, sizeof(*f));
+    f->base = event_base_new();
+    f->reg = tq_registry_new();
+    tq_builtin_register(f->reg);
+    taskq_register(f->reg, "t.pid", t_pid, NULL);
+    tq_msg_limits_default(&f->lim);
+    f->log.level = TQ_LOG_ERROR;
+    f->log.name = "test";
+    *state = f;
+    return f->base ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    tq_pool_free(f->pool);
+    for (int i = 0; i < MAXJOBS; i++) {
+        tq_outcome_clear(&f->recs[i].out);
+        free(f->msgs[i]);
+    }
+    tq_registry_free(f->reg);
+    event_base_free(f->base);
+    free(f);
+    return 0;
+}
+
+static void make_pool(fx *f, tq_pool_kind kind, int conc, long max_tasks, long max_mem_kb)
+{
+    tq_pool_config cfg;
+    char err[256] = "";
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.kind = kind;
+    cfg.concurrency = conc;
+    cfg.max_tasks_per_child = max_tasks;
+    cfg.max_memory_per_child_kb = max_mem_kb;
+    cfg.reg = f->reg;
+    cfg.limits = &f->lim;
+    cfg.log = &f->log;
+    cfg.done = done_cb;
+    cfg.progress = progress_cb;
+    cfg.arg = f;
+    f->pool = tq_pool_new(f->base, &cfg, err, sizeof(err));
+    if (!f->pool)
+        fail_msg("tq_pool_new: %s", err);
+}
+
+/* Submit job i: `task` with JSON args (NULL: none). */
+static int submit(fx *f, int i, const char *task, const char *args, int64_t soft, int64_t hard)
+{
+    json_error_t e;
+    tq_msg *m = tq_msg_new("job", task, "default");
+    if (args) {
+        json_t *a = json_loads(args, 0, &e);
+        assert_non_null(a);
+        tq_msg_set_args(m, a);
+    }
+    size_t len;
+    free(f->msgs[i]);
+    f->msgs[i] = tq_msg_encode(m, &len);
+    tq_msg_free(m);
+    tq_pool_job job = {&f->recs[i], f->msgs[i], len, soft, hard};
+    return tq_pool_submit(f->pool, &job);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Run the loop until cond(f) holds; 0 if it did before `ms` passed. */
+static int run_until(fx *f, int (*cond)(fx *), int ms)
+{
+    int64_t deadline = tq_mono_ms() + ms;
+    struct event *tick = evtimer_new(f->base, tick_cb, NULL);
+    int rc = -1;
+    for (;;) {
+        if (cond(f)) {
+            rc = 0;
+            break;
+        }
+        int64_t left = deadline - tq_mono_ms();
+        if (left <= 0)
+            break;
+        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+        evtimer_add(tick, &tv); /* wakes the loop at the deadline at the latest */
+        event_base_loop(f->base, EVLOOP_ONCE);
+    }
+    event_free(tick);
+    return rc;
+}
+
+static int done_n(fx *f)
+{
+    return f->ndone >= f->cond_n;
+}
+
+static int idle_n(fx *f)
+{
+    return tq_pool_idle(f->pool) >= f->cond_n;
+}
+
+static void wait_done(fx *f, int n, int ms)
+{
+    f->cond_n = n;
+    if (run_until(f, done_n, ms) < 0)
+        fail_msg("only %d of %d jobs done after %d ms", f->ndone, n, ms);
+}
+
+static void wait_idle(fx *f, int n, int ms)
+{
+    f->cond_n = n;
+    if (run_until(f, idle_n, ms) < 0)
+        fail_msg("only %d of %d executors idle after %d ms", tq_pool_idle(f->pool), n, ms);
+}
+
+static long result_long(const rec *r)
+{
+    assert_int_equal(r->out.status, TQ_OUT_SUCCESS);
+    assert_non_null(r->out.result);
+    return strtol(r->out.result, NULL, 10);
+}
+
+/* Run job i (t.pid) alone and return the pid of the executor that ran it. */
+static long run_pid(fx *f, int i)
+{
+    int before = f->ndone;
+    wait_idle(f, 1, 5000);
+    assert_int_equal(submit(f, i, "t.pid", NULL, 0, 0), 0);
+    wait_done(f, before + 1, 5000);
+    return result_long(&f->recs[i]);
+}
+
+static void echo_many(fx *f, tq_pool_kind kind)
+{
+    enum { CONC = 4, N = 40 };
+    make_pool(f, kind, CONC, 0, 0);
+    assert_int_equal(tq_pool_idle(f->pool), CONC);
+    assert_int_equal(tq_pool_running(f->pool), 0);
+    int next = 0;
+    /* Fill every executor; one more is refused. */
+    for (; next < CONC; next++) {
+        char args[32];
+        snprintf(args, sizeof(args), "[%d]", next);
+        assert_int_equal(submit(f, next, "echo", args, 0, 0), 0);
+    }
+    assert_int_equal(tq_pool_idle(f->pool), 0);
+    assert_int_equal(tq_pool_running(f->pool), CONC);
+    assert_int_equal(submit(f, next, "echo", "[0]", 0, 0), -1);
+    int64_t deadline = tq_mono_ms() + 10000;
+    while (f->ndone < N && tq_mono_ms() < deadline) {
+        while (next < N && tq_pool_idle(f->pool) > 0) {
+            char args[32];
+            snprintf(args, sizeof(args), "[%d]", next);
+            assert_int_equal(submit(f, next, "echo", args, 0, 0), 0);
+            next++;
+        }
+        wait_done(f, f->ndone + 1, 5000);
+    }
+    assert_int_equal(f->ndone, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(f->recs[i].done, 1);
+        assert_int_equal(result_long(&f->recs[i]), i);
+        assert_true(f->recs[i].out.runtime_ms >= 0);
+        assert_true(f->recs[i].out.cpu_ms >= 0);
+        if (kind == TQ_POOL_PREFORK)
+            assert_true(f->recs[i].out.maxrss_kb > 0);
+        else
+            assert_int_equal(f->recs[i].out.maxrss_kb, -1);
+    }
+    assert_int_equal(tq_pool_running(f->pool), 0);
+    assert_int_equal(tq_pool_idle(f->pool), CONC);
+}
+
+static void test_pool_prefork_echo_many(void **state)
+{
+    echo_many(*state, TQ_POOL_PREFORK);
+}
+
+static void test_pool_threads_echo_many(void **state)
+{
+    echo_many(*state, TQ_POOL_THREADS);
+}
+
+/* Tasks run in other processes: each child has its own pid, not ours. */
+static void test_pool_prefork_runs_in_children(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 2, 0, 0);
+    assert_int_equal(submit(f, 0, "t.pid", NULL, 0, 0), 0);
+    assert_int_equal(submit(f, 1, "t.pid", NULL, 0, 0), 0);
+    wait_done(f, 2, 5000);
+    long a = result_long(&f->recs[0]), b = result_long(&f->recs[1]);
+    assert_true(a != getpid() && b != getpid());
+    assert_true(a != b);
+    /* Long-lived: the same child serves the next job. */
+    long c = run_pid(f, 2);
+    assert_true(c == a || c == b);
+}
+
+static void crash_and_replace(fx *f, const char *kwargs_task, int sig, const char *signame)
+{
+    make_pool(f, TQ_POOL_PREFORK, 1, 0, 0);
+    long pid1 = run_pid(f, 0);
+    json_error_t e;
+    tq_msg *m = tq_msg_new("job", "crash", "default");
+    if (kwargs_task)
+        tq_msg_set_kwargs(m, json_loads(kwargs_task, 0, &e));
+    size_t len;
+    f->msgs[1] = tq_msg_encode(m, &len);
+    tq_msg_free(m);
+    tq_pool_job job = {&f->recs[1], f->msgs[1], len, 0, 0};
+    assert_int_equal(tq_pool_submit(f->pool, &job), 0);
+    wait_done(f, 2, 5000);
+    const tq_outcome *o = &f->recs[1].out;
+    assert_int_equal(f->recs[1].done, 1);
+    assert_int_equal(o->status, TQ_OUT_CRASH);
+    assert_int_equal(o->signal, sig);
+    assert_int_equal(o->time_limit, 0);
+    assert_string_equal(o->err_type, "WorkerLostError");
+    assert_has(o->err_message, signame);
+    /* A replacement child was forked and runs the next job. */
+    long pid2 = run_pid(f, 2);
+    assert_true(pid2 != pid1);
+    assert_int_equal(f->ndone, 3);
+}
+
+static void test_pool_prefork_crash_segv(void **state)
+{
+    crash_and_replace(*state, NULL, SIGSEGV, "killed by signal 11 (SIGSEGV)");
+}
+
+static void test_pool_prefork_crash_abort(void **state)
+{
+    crash_and_replace(*state, "{\"signal\":\"abort\"}", SIGABRT, "killed by signal 6 (SIGABRT)");
+}
+
+/* An idle child that dies (OOM killer, operator) is replaced too. */
+static void test_pool_prefork_idle_child_killed(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 1, 0, 0);
+    long pid1 = run_pid(f, 0);
+    assert_int_equal(kill((pid_t)pid1, SIGKILL), 0);
+    /* Wait until it is a zombie (its socket closed), without reaping it. */
+    siginfo_t si;
+    assert_int_equal(waitid(P_PID, (id_t)pid1, &si, WEXITED | WNOWAIT), 0);
+    /* Before the pool has seen SIGCHLD it still looks idle: the job is
+     * refused rather than lost, and the child no longer counts as idle. */
+    assert_int_equal(submit(f, 1, "t.pid", NULL, 0, 0), -1);
+    assert_int_equal(tq_pool_idle(f->pool), 0);
+    assert_int_equal(f->recs[1].done, 0);
+    /* The pool reaps and replaces it; the next job runs in a new child and
+     * nothing was reported for the idle one. */
+    long pid2 = run_pid(f, 1);
+    assert_true(pid2 != pid1);
+    assert_int_equal(f->ndone, 2);
+}
+
+static void test_pool_prefork_hard_limit(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 1, 0, 0);
+    int64_t t0 = tq_mono_ms();
+    assert_int_equal(submit(f, 0, "hang", NULL, 0, 200), 0);
+    wait_done(f, 1, 5000);
+    int64_t took = tq_mono_ms() - t0;
+    const tq_outcome *o = &f->recs[0].out;
+    assert_int_equal(o->status, TQ_OUT_CRASH);
+    assert_int_equal(o->time_limit, 1);
+    assert_int_equal(o->signal, SIGKILL);
+    assert_string_equal(o->err_type, "TimeLimitExceeded");
+    assert_string_equal(o->err_message, "hard time limit of 200 ms exceeded");
+    assert_true(took >= 200);
+    assert_true(o->runtime_ms >= 200);
+    /* The slot is refilled and works. */
+    run_pid(f, 1);
+}
+
+static void soft_limit(fx *f, tq_pool_kind kind)
+{
+    make_pool(f, kind, 1, 0, 0);
+    int64_t t0 = tq_mono_ms();
+    assert_int_equal(submit(f, 0, "sleep", "[5]", 100, 0), 0);
+    wait_done(f, 1, 3000);
+    int64_t took = tq_mono_ms() - t0;
+    const tq_outcome *o = &f->recs[0].out;
+    assert_int_equal(o->status, TQ_OUT_FAILURE);
+    assert_string_equal(o->err_type, "SoftTimeLimitExceeded");
+    assert_true(took >= 100);
+    assert_true(took < 2000);
+    /* The flag does not leak into the next job. */
+    assert_int_equal(submit(f, 1, "sleep", "[0.05]", 0, 0), 0);
+    wait_done(f, 2, 3000);
+    assert_int_equal(f->recs[1].out.status, TQ_OUT_SUCCESS);
+}
+
+static void test_pool_prefork_soft_limit(void **state)
+{
+    soft_limit(*state, TQ_POOL_PREFORK);
+}
+
+static void test_pool_threads_soft_limit(void **state)
+{
+    soft_limit(*state, TQ_POOL_THREADS);
+}
+
+/* Threads cannot be killed: a hard limit is ignored (the job completes). */
+static void test_pool_threads_hard_limit_ignored(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_THREADS, 1, 0, 0);
+    assert_int_equal(submit(f, 0, "sleep", "[0.2]", 0, 50), 0);
+    wait_done(f, 1, 3000);
+    assert_int_equal(f->recs[0].out.status, TQ_OUT_SUCCESS);
+}
+
+static void stopping(fx *f, tq_pool_kind kind)
+{
+    make_pool(f, kind, 1, 0, 0);
+    assert_int_equal(submit(f, 0, "sleep", "[10]", 0, 0), 0);
+    /* At once: the executor may not even have read the job yet (for a fresh
+     * child, not yet installed its handlers); the request must still hold. */
+    int64_t t0 = tq_mono_ms();
+    tq_pool_stopping(f->pool);
+    wait_done(f, 1, 3000);
+    assert_true(tq_mono_ms() - t0 < 2000);
+    assert_int_equal(f->recs[0].out.status, TQ_OUT_RETRY);
+    assert_string_equal(f->recs[0].out.err_type, "WorkerShutdown");
+}
+
+static void test_pool_prefork_stopping(void **state)
+{
+    stopping(*state, TQ_POOL_PREFORK);
+}
+
+static void test_pool_threads_stopping(void **state)
+{
+    stopping(*state, TQ_POOL_THREADS);
+}
+
+static void test_pool_prefork_recycle_tasks(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 1, 2, 0);
+    long p[6];
+    for (int i = 0; i < 6; i++)
+        p[i] = run_pid(f, i);
+    /* Two tasks per child, then a fresh one; recycling is not an error. */
+    assert_true(p[0] == p[1] && p[2] == p[3] && p[4] == p[5]);
+    assert_true(p[0] != p[2] && p[2] != p[4] && p[0] != p[4]);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(f->recs[i].done, 1);
+    assert_int_equal(f->ndone, 6);
+}
+
+static void test_pool_prefork_recycle_memory(void **state)
+{
+    fx *f = *state;
+    /* Any process is above 1 kB: every child exits after one task. */
+    make_pool(f, TQ_POOL_PREFORK, 1, 0, 1);
+    long a = run_pid(f, 0), b = run_pid(f, 1), c = run_pid(f, 2);
+    assert_true(a != b && b != c && a != c);
+    assert_int_equal(f->ndone, 3);
+}
+
+static void test_pool_prefork_kill(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 3, 0, 0);
+    assert_int_equal(submit(f, 0, "hang", NULL, 0, 0), 0);
+    assert_int_equal(submit(f, 1, "sleep", "[30]", 0, 0), 0);
+    assert_int_equal(tq_pool_running(f->pool), 2);
+    int64_t t0 = tq_mono_ms();
+    tq_pool_kill(f->pool);
+    /* Synchronous: both jobs are reported before kill returns. */
+    assert_int_equal(f->ndone, 2);
+    assert_true(tq_mono_ms() - t0 < 2000);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(f->recs[i].done, 1);
+        assert_int_equal(f->recs[i].out.status, TQ_OUT_ABORTED);
+    }
+    assert_int_equal(tq_pool_running(f->pool), 0);
+    /* A killed pool takes no more work and respawns nothing. */
+    assert_int_equal(tq_pool_idle(f->pool), 0);
+    assert_int_equal(submit(f, 2, "echo", "[1]", 0, 0), -1);
+    tq_pool_free(f->pool);
+    f->pool = NULL;
+    assert_int_equal(f->ndone, 2);
+}
+
+static void test_pool_threads_kill(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_THREADS, 2, 0, 0);
+    assert_int_equal(submit(f, 0, "sleep", "[30]", 0, 0), 0);
+    int64_t t0 = tq_mono_ms();
+    tq_pool_kill(f->pool);
+    /* The task saw the stop flag and returned within kill's wait: its real
+     * outcome is delivered, synchronously. */
+    assert_int_equal(f->ndone, 1);
+    assert_true(tq_mono_ms() - t0 < 2000);
+    assert_int_equal(f->recs[0].out.status, TQ_OUT_RETRY);
+    assert_string_equal(f->recs[0].out.err_type, "WorkerShutdown");
+    assert_int_equal(submit(f, 1, "echo", "[1]", 0, 0), -1);
+}
+
+/* Freeing a pool with running jobs aborts them, each reported once. */
+static void test_pool_prefork_free_aborts(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 2, 0, 0);
+    assert_int_equal(submit(f, 0, "hang", NULL, 0, 0), 0);
+    tq_pool_free(f->pool);
+    f->pool = NULL;
+    assert_int_equal(f->ndone, 1);
+    assert_int_equal(f->recs[0].out.status, TQ_OUT_ABORTED);
+}
+
+static void progress(fx *f, tq_pool_kind kind)
+{
+    make_pool(f, kind, 1, 0, 0);
+    assert_int_equal(submit(f, 0, "progress", "[4]", 0, 0), 0);
+    wait_done(f, 1, 5000);
+    assert_int_equal(result_long(&f->recs[0]), 4);
+    /* Every report reached the loop before the outcome. */
+    assert_int_equal(f->recs[0].nprogress, 5);
+    assert_true(f->recs[0].last_fraction == 1.0);
+    assert_string_equal(f->recs[0].last_message, "step 4/4");
+}
+
+static void test_pool_prefork_progress(void **state)
+{
+    progress(*state, TQ_POOL_PREFORK);
+}
+
+static void test_pool_threads_progress(void **state)
+{
+    progress(*state, TQ_POOL_THREADS);
+}
+
+/* Messages and results far larger than a socket buffer cross the pipe
+ * whole (partial writes and frame reassembly). */
+static void test_pool_prefork_large_message(void **state)
+{
+    fx *f = *state;
+    enum { SLEN = 200000 };
+    make_pool(f, TQ_POOL_PREFORK, 1, 0, 0);
+    json_t *args = json_array();
+    char *s = tq_xmalloc(SLEN + 1);
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < SLEN; i++)
+            s[i] = (char)('a' + (i + k) % 26);
+        s[SLEN] = '\0';
+        json_array_append_new(args, json_string(s));
+    }
+    free(s);
+    tq_msg *m = tq_msg_new("big", "echo", "default");
+    tq_msg_set_args(m, json_incref(args));
+    size_t len;
+    f->msgs[0] = tq_msg_encode(m, &len);
+    tq_msg_free(m);
+    assert_true(len > 600000);
+    tq_pool_job job = {&f->recs[0], f->msgs[0], len, 0, 0};
+    assert_int_equal(tq_pool_submit(f->pool, &job), 0);
+    wait_done(f, 1, 10000);
+    assert_int_equal(f->recs[0].out.status, TQ_OUT_SUCCESS);
+    json_error_t e;
+    json_t *got = json_loads(f->recs[0].out.result, 0, &e);
+    assert_non_null(got);
+    assert_true(json_equal(got, args));
+    json_decref(got);
+    json_decref(args);
+}
+
+/* Bytes that are not a message reach tq_exec unchanged and fail cleanly. */
+static void test_pool_prefork_malformed(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 1, 0, 0);
+    static const char junk[] = "{\"v\":1,\0\xff\xfe}";
+    tq_pool_job job = {&f->recs[0], junk, sizeof(junk) - 1, 0, 0};
+    assert_int_equal(tq_pool_submit(f->pool, &job), 0);
+    wait_done(f, 1, 5000);
+    assert_int_equal(f->recs[0].out.status, TQ_OUT_FAILURE);
+    assert_string_equal(f->recs[0].out.err_type, "MalformedMessage");
+    assert_int_equal(f->recs[0].out.no_retry, 1);
+    /* Unknown tasks too, and the child survives both. */
+    assert_int_equal(submit(f, 1, "no.such", NULL, 0, 0), 0);
+    wait_done(f, 2, 5000);
+    assert_string_equal(f->recs[1].out.err_type, "NotRegistered");
+    assert_string_equal(f->recs[1].out.err_message, "unregistered task no.such");
+}
+
+static void test_pool_bad_config(void **state)
+{
+    fx *f = *state;
+    tq_pool_config cfg;
+    char err[256] = "";
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.reg = f->reg;
+    cfg.done = done_cb;
+    cfg.concurrency = 0;
+    assert_null(tq_pool_new(f->base, &cfg, err, sizeof(err)));
+    assert_true(err[0] != '\0');
+    cfg.concurrency = 1;
+    cfg.done = NULL;
+    assert_null(tq_pool_new(f->base, &cfg, err, sizeof(err)));
+    tq_pool_free(NULL);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_pool_prefork_echo_many),
+        T(test_pool_threads_echo_many),
+        T(test_pool_prefork_runs_in_children),
+        T(test_pool_prefork_crash_segv),
+        T(test_pool_prefork_crash_abort),
+        T(test_pool_prefork_idle_child_killed),
+        T(test_pool_prefork_hard_limit),
+        T(test_pool_prefork_soft_limit),
+        T(test_pool_threads_soft_limit),
+        T(test_pool_threads_hard_limit_ignored),
+        T(test_pool_prefork_stopping),
+        T(test_pool_threads_stopping),
+        T(test_pool_prefork_recycle_tasks),
+        T(test_pool_prefork_recycle_memory),
+        T(test_pool_prefork_kill),
+        T(test_pool_threads_kill),
+        T(test_pool_prefork_free_aborts),
+        T(test_pool_prefork_progress),
+        T(test_pool_threads_progress),
+        T(test_pool_prefork_large_message),
+        T(test_pool_prefork_malformed),
+        T(test_pool_bad_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

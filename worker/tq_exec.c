@@ -1,0 +1,375 @@
+/* tq_exec: one attempt of one task, in the calling process or thread.
+ *
+ * Decodes the raw message (docs/PROTOCOL.md#task-message) with the worker's
+ * limits, finds the task by name in the registry (and nowhere else), runs it
+ * with a taskq_ctx and describes the result in a tq_outcome. It knows nothing
+ * of Redis or of the pool: the prefork child and the pool threads call it the
+ * same way, and tq_outcome_pack/unpack carry its result over the child's pipe.
+ *
+ * Invariants:
+ *  - tq_exec_run always fills *out with exactly one status.
+ *  - struct taskq_ctx lives on tq_exec_run's stack for one call; a task must
+ *    not keep it.
+ *  - The stop flags are written by a signal handler (prefork) or by the loop
+ *    thread (threads pool) and only read here. */
+#include "tq_exec.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "common/tq_util.h"
+
+struct taskq_ctx {
+    const tq_exec_env *env;
+    const tq_msg *msg;
+    tq_outcome *out;
+    int attempt;
+    int reported; /* taskq_fail/taskq_retry was called */
+};
+
+void tq_outcome_init(tq_outcome *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->status = TQ_OUT_SUCCESS;
+    o->retry_countdown_ms = -1;
+    o->cpu_ms = -1;
+    o->maxrss_kb = -1;
+}
+
+void tq_outcome_clear(tq_outcome *o)
+{
+    if (!o)
+        return;
+    free(o->result);
+    free(o->err_message);
+    tq_outcome_init(o);
+}
+
+static void set_error_v(tq_outcome *o, tq_out_status st, const char *type, const char *fmt,
+                        va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void set_error_v(tq_outcome *o, tq_out_status st, const char *type, const char *fmt,
+                        va_list ap)
+{
+    o->status = st;
+    snprintf(o->err_type, sizeof(o->err_type), "%s", type && *type ? type : "TaskError");
+    free(o->err_message);
+    o->err_message = NULL;
+    if (fmt) {
+        va_list cp;
+        va_copy(cp, ap);
+        int n = vsnprintf(NULL, 0, fmt, cp);
+        va_end(cp);
+        if (n >= 0) {
+            o->err_message = tq_xmalloc((size_t)n + 1);
+            vsnprintf(o->err_message, (size_t)n + 1, fmt, ap);
+        }
+    }
+}
+
+void tq_outcome_set_error(tq_outcome *o, tq_out_status st, const char *type, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_error_v(o, st, type, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the task-author API (taskq_worker.h) ---- */
+
+int taskq_fail(taskq_ctx *ctx, const char *type, const char *fmt, ...)
+{
+    if (!ctx)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    set_error_v(ctx->out, TQ_OUT_FAILURE, type, fmt, ap);
+    va_end(ap);
+    ctx->reported = 1;
+    return -1;
+}
+
+int taskq_retry(taskq_ctx *ctx, int64_t countdown_ms, const char *type, const char *fmt, ...)
+{
+    if (!ctx)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    set_error_v(ctx->out, TQ_OUT_RETRY, type, fmt, ap);
+    va_end(ap);
+    ctx->out->retry_countdown_ms = countdown_ms < 0 ? -1 : countdown_ms;
+    ctx->reported = 1;
+    return -1;
+}
+
+/* The flags are plain sig_atomic_t (a signal handler writes them in the
+ * prefork child); the atomic load also makes the cross-thread read in the
+ * threads pool well defined. */
+static int flag_get(volatile sig_atomic_t *f)
+{
+    return __atomic_load_n(f, __ATOMIC_RELAXED) != 0;
+}
+
+int taskq_soft_limit_exceeded(const taskq_ctx *ctx)
+{
+    if (!ctx || !ctx->env->flags)
+        return 0;
+    return flag_get(&ctx->env->flags->soft_limit);
+}
+
+int taskq_should_stop(const taskq_ctx *ctx)
+{
+    if (!ctx || !ctx->env->flags)
+        return 0;
+    return flag_get(&ctx->env->flags->soft_limit) || flag_get(&ctx->env->flags->stopping);
+}
+
+void taskq_progress(taskq_ctx *ctx, double fraction, const char *message)
+{
+    if (!ctx || !ctx->env->progress)
+        return;
+    if (!(fraction >= 0)) /* also catches NaN */
+        fraction = 0;
+    if (fraction > 1)
+        fraction = 1;
+    ctx->env->progress(ctx->env->progress_arg, fraction, message);
+}
+
+const char *taskq_ctx_id(const taskq_ctx *ctx)
+{
+    return ctx ? ctx->msg->id : NULL;
+}
+
+const char *taskq_ctx_task(const taskq_ctx *ctx)
+{
+    return ctx ? ctx->msg->task : NULL;
+}
+
+const char *taskq_ctx_queue(const taskq_ctx *ctx)
+{
+    return ctx ? ctx->msg->queue : NULL;
+}
+
+int taskq_ctx_attempt(const taskq_ctx *ctx)
+{
+    return ctx ? ctx->attempt : 0;
+}
+
+/* ---- running ---- */
+
+static double tv_ms(const struct timeval *tv)
+{
+    return (double)tv->tv_sec * 1000.0 + (double)tv->tv_usec / 1000.0;
+}
+
+static double cpu_now_ms(int thread)
+{
+    struct rusage ru;
+    if (getrusage(thread ? RUSAGE_THREAD : RUSAGE_SELF, &ru) < 0)
+        return -1;
+    return tv_ms(&ru.ru_utime) + tv_ms(&ru.ru_stime);
+}
+
+void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome *out)
+{
+    tq_msg *m = NULL;
+    json_t *result = NULL;
+    char err[256];
+    tq_msg_limits deflim;
+    const tq_msg_limits *lim = env->limits;
+
+    tq_outcome_init(out);
+    if (!lim) {
+        tq_msg_limits_default(&deflim);
+        lim = &deflim;
+    }
+    int64_t t0 = tq_mono_us();
+    double c0 = cpu_now_ms(env->measure_thread_cpu);
+
+    if (tq_msg_decode(msg, len, lim, &m, err, sizeof(err)) != TQ_MSG_OK) {
+        tq_outcome_set_error(out, TQ_OUT_FAILURE, "MalformedMessage", "%s", err);
+        out->no_retry = 1;
+        goto out;
+    }
+    const tq_task_def *def = tq_registry_find(env->reg, m->task);
+    if (!def) {
+        tq_outcome_set_error(out, TQ_OUT_FAILURE, "NotRegistered", "unregistered task %s",
+                             m->task);
+        out->no_retry = 1;
+        goto out;
+    }
+
+    taskq_ctx ctx = {env, m, out, 0, 0};
+    ctx.attempt = m->attempts >= 0 && m->attempts < 0x7ffffffe ? (int)m->attempts + 1 : 0x7fffffff;
+    int rc = def->fn(&ctx, m->args, m->kwargs, &result);
+    if (rc == 0) {
+        /* The return value decides: an error recorded before a 0 return is
+         * dropped, as the task chose to succeed after all. */
+        free(out->err_message);
+        out->err_message = NULL;
+        out->err_type[0] = '\0';
+        out->retry_countdown_ms = -1;
+        out->status = TQ_OUT_SUCCESS;
+        if (!result) {
+            out->result = tq_xstrdup("null");
+        } else {
+            out->result = json_dumps(result, JSON_ENCODE_ANY | JSON_COMPACT);
+            if (!out->result)
+                tq_outcome_set_error(out, TQ_OUT_FAILURE, "TaskError",
+                                     "task %s returned a value that cannot be encoded as JSON",
+                                     m->task);
+        }
+    } else if (!ctx.reported) {
+        tq_outcome_set_error(out, TQ_OUT_FAILURE, "TaskError", "task returned %d without an error",
+                             rc);
+    }
+out:
+    json_decref(result);
+    tq_msg_free(m);
+    out->runtime_ms = (double)(tq_mono_us() - t0) / 1000.0;
+    double c1 = cpu_now_ms(env->measure_thread_cpu);
+    out->cpu_ms = c0 >= 0 && c1 >= 0 ? c1 - c0 : -1;
+    out->maxrss_kb = -1;
+    if (!env->measure_thread_cpu) {
+        /* A process executor: its peak RSS is the prefork child's. In the
+         * threads pool it would be the whole worker's, which says nothing. */
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            out->maxrss_kb = ru.ru_maxrss;
+    }
+}
+
+/* ---- pack/unpack ----
+ * Layout (native byte order: both ends are the same binary on one host):
+ *   "TQO1"  magic
+ *   u8  status, u8 no_retry, u8 time_limit, u8 pad
+ *   i32 signal
+ *   i64 retry_countdown_ms
+ *   f64 runtime_ms, f64 cpu_ms  (bit copies: exact round trip)
+ *   i64 maxrss_kb
+ *   3 x string: u8 present, u32 length, bytes  (result, err_type, err_message)
+ * Strings are length-prefixed, so any bytes (NUL, invalid UTF-8) survive. */
+
+typedef struct wbuf {
+    char *p;
+    size_t len, cap;
+} wbuf;
+
+static void put(wbuf *b, const void *data, size_t n)
+{
+    if (b->len + n > b->cap) {
+        while (b->len + n > b->cap)
+            b->cap = b->cap ? b->cap * 2 : 128;
+        b->p = tq_xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+static void put_str(wbuf *b, const char *s, size_t n)
+{
+    uint8_t present = s != NULL;
+    uint32_t l = (uint32_t)n;
+    put(b, &present, 1);
+    put(b, &l, 4);
+    if (s)
+        put(b, s, n);
+}
+
+char *tq_outcome_pack(const tq_outcome *o, size_t *len)
+{
+    wbuf b = {NULL, 0, 0};
+    uint8_t hdr[4] = {(uint8_t)o->status, (uint8_t)(o->no_retry != 0),
+                      (uint8_t)(o->time_limit != 0), 0};
+    int32_t sig = o->signal;
+    int64_t cd = o->retry_countdown_ms, rss = o->maxrss_kb;
+
+    put(&b, "TQO1", 4);
+    put(&b, hdr, 4);
+    put(&b, &sig, 4);
+    put(&b, &cd, 8);
+    put(&b, &o->runtime_ms, 8);
+    put(&b, &o->cpu_ms, 8);
+    put(&b, &rss, 8);
+    put_str(&b, o->result, o->result ? strlen(o->result) : 0);
+    put_str(&b, o->err_type, strnlen(o->err_type, sizeof(o->err_type) - 1));
+    put_str(&b, o->err_message, o->err_message ? strlen(o->err_message) : 0);
+    if (len)
+        *len = b.len;
+    return b.p;
+}
+
+typedef struct rbuf {
+    const char *p;
+    size_t len, off;
+} rbuf;
+
+static int get(rbuf *b, void *dst, size_t n)
+{
+    if (b->len - b->off < n)
+        return -1;
+    memcpy(dst, b->p + b->off, n);
+    b->off += n;
+    return 0;
+}
+
+/* *out is a new malloc'd string, or NULL when the field was absent. */
+static int get_str(rbuf *b, char **out)
+{
+    uint8_t present;
+    uint32_t l;
+    *out = NULL;
+    if (get(b, &present, 1) < 0 || get(b, &l, 4) < 0 || present > 1)
+        return -1;
+    if (!present)
+        return l == 0 ? 0 : -1;
+    if (b->len - b->off < l)
+        return -1;
+    *out = tq_xstrndup(b->p + b->off, l);
+    b->off += l;
+    return 0;
+}
+
+int tq_outcome_unpack(const char *buf, size_t len, tq_outcome *o)
+{
+    rbuf b = {buf, len, 0};
+    char magic[4];
+    uint8_t hdr[4];
+    int32_t sig;
+    int64_t cd, rss;
+    char *type = NULL;
+    int rc = -1;
+
+    tq_outcome_init(o);
+    if (!buf || get(&b, magic, 4) < 0 || memcmp(magic, "TQO1", 4) != 0)
+        goto out;
+    if (get(&b, hdr, 4) < 0 || hdr[0] > TQ_OUT_ABORTED || get(&b, &sig, 4) < 0 ||
+        get(&b, &cd, 8) < 0 || get(&b, &o->runtime_ms, 8) < 0 || get(&b, &o->cpu_ms, 8) < 0 ||
+        get(&b, &rss, 8) < 0)
+        goto out;
+    o->status = (tq_out_status)hdr[0];
+    o->no_retry = hdr[1];
+    o->time_limit = hdr[2];
+    o->signal = sig;
+    o->retry_countdown_ms = cd;
+    o->maxrss_kb = (long)rss;
+    if (get_str(&b, &o->result) < 0 || get_str(&b, &type) < 0 ||
+        get_str(&b, &o->err_message) < 0)
+        goto out;
+    if (type) {
+        if (strlen(type) >= sizeof(o->err_type))
+            goto out;
+        memcpy(o->err_type, type, strlen(type) + 1);
+    }
+    if (b.off != b.len)
+        goto out;
+    rc = 0;
+out:
+    free(type);
+    if (rc < 0)
+        tq_outcome_clear(o);
+    return rc;
+}

@@ -53,11 +53,25 @@ typedef struct taskq_task_opts {
     const char *const *retry_on; /* NULL-terminated error types that are
                                     retried; NULL: every error type */
     const char *doc;         /* one line shown by --list-tasks; copied */
+    const char *signature;   /* typed parameters, e.g. "a:int, b:int[0..10]=0,
+                                name:string[..64]?" (see below); NULL: any
+                                arguments are passed through unchecked */
 } taskq_task_opts;
+
+/* Signatures. Each parameter is NAME:TYPE, optional bounds [MIN..MAX]
+ * (value range for int and float, length for string, array and object;
+ * either side may be left out), then =DEFAULT (a JSON literal) or ? for an
+ * optional parameter. Types: int, float (ints accepted), string, bool,
+ * array, object, null, any. With a signature, the worker checks every call
+ * before running the task (a wrong call fails with TypeError, never
+ * retried), publishes the signature so clients check calls before they
+ * enqueue, and passes the task `args` holding exactly one value per
+ * parameter, in order (keyword arguments and defaults bound, null for an
+ * omitted optional parameter without default) and an empty `kwargs`. */
 
 /* Register `fn` under `name` (printable ASCII, 1..128 chars). `opts` may be
  * NULL; it and its strings are copied. Returns 0, or -1 for an invalid or
- * duplicate name. */
+ * duplicate name or an invalid signature (the worker reports why). */
 TASKQ_WORKER_EXPORT int taskq_register(taskq_registry *reg, const char *name, taskq_task_fn fn,
                                        const taskq_task_opts *opts);
 

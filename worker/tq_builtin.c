@@ -191,26 +191,47 @@ static int task_hang(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **resu
     return 0;
 }
 
+/* mul(a:int, b:int): the typed example. Its signature is checked before it
+ * runs (and by clients before they enqueue), so it only handles ints. */
+static int task_mul(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **result)
+{
+    (void)kwargs;
+    json_int_t a = json_integer_value(json_array_get(args, 0));
+    json_int_t b = json_integer_value(json_array_get(args, 1));
+    json_int_t r;
+    if (__builtin_mul_overflow(a, b, &r))
+        return taskq_fail(ctx, "OverflowError", "mul: %lld * %lld overflows a 64-bit integer",
+                          (long long)a, (long long)b);
+    *result = json_integer(r);
+    return 0;
+}
+
 void tq_builtin_register(tq_registry *reg)
 {
     static const struct {
         const char *name;
         taskq_task_fn fn;
         const char *doc;
+        const char *signature;
     } tasks[] = {
-        {"echo", task_echo, "return the arguments (a lone argument as itself)"},
-        {"add", task_add, "sum numeric arguments (int if all ints, else float)"},
-        {"sleep", task_sleep, "sleep N seconds; stops at the soft time limit"},
-        {"fail", task_fail, "fail with args[0] as message and kwargs.type as error type"},
-        {"crash", task_crash, "kill the executor with SIGSEGV (kwargs signal=\"abort\": abort)"},
-        {"noop", task_noop, "do nothing, return null (benchmarks)"},
-        {"progress", task_progress, "report progress over N steps (default 5), return N"},
-        {"hang", task_hang, "never return, ignoring stop requests (hard limit tests)"},
+        {"mul", task_mul, "multiply two integers (typed: checked before it runs)",
+         "a:int, b:int"},
+        {"echo", task_echo, "return the arguments (a lone argument as itself)", NULL},
+        {"add", task_add, "sum numeric arguments (int if all ints, else float)", NULL},
+        {"sleep", task_sleep, "sleep N seconds; stops at the soft time limit",
+         "seconds:float[0..86400]"},
+        {"fail", task_fail, "fail with args[0] as message and kwargs.type as error type", NULL},
+        {"crash", task_crash, "kill the executor with SIGSEGV (kwargs signal=\"abort\": abort)",
+         NULL},
+        {"noop", task_noop, "do nothing, return null (benchmarks)", NULL},
+        {"progress", task_progress, "report progress over N steps (default 5), return N", NULL},
+        {"hang", task_hang, "never return, ignoring stop requests (hard limit tests)", NULL},
     };
     for (size_t i = 0; i < sizeof(tasks) / sizeof(tasks[0]); i++) {
         taskq_task_opts opts;
         memset(&opts, 0, sizeof(opts));
         opts.doc = tasks[i].doc;
+        opts.signature = tasks[i].signature;
         taskq_register(reg, tasks[i].name, tasks[i].fn, &opts);
     }
 }

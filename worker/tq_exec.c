@@ -14,6 +14,8 @@
  *    thread (threads pool) and only read here. */
 #include "tq_exec.h"
 
+#include "common/tq_sig.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,8 +178,8 @@ static double cpu_now_ms(int thread)
 void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome *out)
 {
     tq_msg *m = NULL;
-    json_t *result = NULL;
-    char err[256];
+    json_t *result = NULL, *bound = NULL, *empty_kwargs = NULL;
+    char err[512];
     tq_msg_limits deflim;
     const tq_msg_limits *lim = env->limits;
 
@@ -202,9 +204,21 @@ void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome
         goto out;
     }
 
+    json_t *args = m->args, *kwargs = m->kwargs;
+    if (def->sig) {
+        /* Typed signature: a wrong call never reaches the task, and is not
+         * retried (the same arguments would fail the same way). */
+        if (tq_sig_bind(def->sig, m->task, m->args, m->kwargs, &bound, err, sizeof(err)) < 0) {
+            tq_outcome_set_error(out, TQ_OUT_FAILURE, "TypeError", "%s", err);
+            out->no_retry = 1;
+            goto out;
+        }
+        args = bound;
+        kwargs = empty_kwargs = json_object();
+    }
     taskq_ctx ctx = {env, m, out, 0, 0};
     ctx.attempt = m->attempts >= 0 && m->attempts < 0x7ffffffe ? (int)m->attempts + 1 : 0x7fffffff;
-    int rc = def->fn(&ctx, m->args, m->kwargs, &result);
+    int rc = def->fn(&ctx, args, kwargs, &result);
     if (rc == 0) {
         /* The return value decides: an error recorded before a 0 return is
          * dropped, as the task chose to succeed after all. */
@@ -228,6 +242,8 @@ void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome
     }
 out:
     json_decref(result);
+    json_decref(bound);
+    json_decref(empty_kwargs);
     tq_msg_free(m);
     out->runtime_ms = (double)(tq_mono_us() - t0) / 1000.0;
     double c1 = cpu_now_ms(env->measure_thread_cpu);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/tq_sig.h"
 #include "common/tq_util.h"
 
 /* The def is the first member so a const tq_task_def * handed out is also the
@@ -25,6 +26,7 @@
 typedef struct entry {
     tq_task_def def;
     char *doc;
+    char *signature;
     char **retry_on;
 } entry;
 
@@ -33,7 +35,7 @@ struct taskq_registry {
     size_t n, cap;
     void **handles; /* dlopen handles, closed in tq_registry_free */
     size_t nhandles;
-    char last_err[160]; /* why the last taskq_register call failed */
+    char last_err[400]; /* why the last taskq_register call failed */
 };
 
 tq_registry *tq_registry_new(void)
@@ -47,6 +49,8 @@ static void entry_free(entry *e)
         return;
     free(e->def.name);
     free(e->doc);
+    free(e->signature);
+    tq_sig_free(e->def.sig);
     if (e->retry_on) {
         for (size_t i = 0; e->retry_on[i]; i++)
             free(e->retry_on[i]);
@@ -121,6 +125,18 @@ int taskq_register(taskq_registry *reg, const char *name, taskq_task_fn fn,
         /* Never keep the caller's pointers: a library may pass stack strings. */
         e->def.opts.doc = NULL;
         e->def.opts.retry_on = NULL;
+        e->def.opts.signature = NULL;
+        if (opts->signature) {
+            char serr[256];
+            e->def.sig = tq_sig_parse(opts->signature, serr, sizeof(serr));
+            if (!e->def.sig) {
+                snprintf(reg->last_err, sizeof(reg->last_err), "task '%.64s': bad signature: %.250s",
+                         name, serr);
+                goto out;
+            }
+            e->signature = tq_xstrdup(opts->signature);
+            e->def.opts.signature = e->signature;
+        }
         if (opts->doc) {
             e->doc = tq_xstrdup(opts->doc);
             e->def.opts.doc = e->doc;
@@ -150,6 +166,11 @@ int taskq_register(taskq_registry *reg, const char *name, taskq_task_fn fn,
 out:
     entry_free(e);
     return rc;
+}
+
+const char *tq_registry_error(const tq_registry *reg)
+{
+    return reg->last_err;
 }
 
 int tq_registry_retries_type(const tq_task_def *def, const char *type)

@@ -242,10 +242,22 @@ static void test_exec_sleep(void **state)
     assert_true(o.runtime_ms < 5000.0);
     tq_outcome_clear(&o);
     expect_result(f, "sleep", "[0]", NULL, "0");
+    /* sleep is typed ("seconds:float[0..86400]"): the signature rejects
+     * bad calls before the task runs, and they are never retried. */
     expect_error(f, "sleep", "[\"x\"]", NULL, TQ_OUT_FAILURE, "TypeError",
-                 "sleep: argument 1 must be a number, got string");
-    expect_error(f, "sleep", "[]", NULL, TQ_OUT_FAILURE, "TypeError", "got nothing");
-    expect_error(f, "sleep", "[-1]", NULL, TQ_OUT_FAILURE, "ValueError", "seconds");
+                 "sleep: argument 'seconds' must be float, got string \"x\"");
+    expect_error(f, "sleep", "[]", NULL, TQ_OUT_FAILURE, "TypeError",
+                 "missing required argument 'seconds'");
+    expect_error(f, "sleep", "[-1]", NULL, TQ_OUT_FAILURE, "TypeError",
+                 "argument 'seconds' must be >= 0, got int -1");
+    expect_error(f, "sleep", "[1, 2]", NULL, TQ_OUT_FAILURE, "TypeError",
+                 "takes at most 1 argument, got 2");
+    expect_result(f, "sleep", "[]", "{\"seconds\":0}", "0");
+    expect_result(f, "mul", "[6, 7]", NULL, "42");
+    expect_error(f, "mul", "[2, \"x\"]", NULL, TQ_OUT_FAILURE, "TypeError",
+                 "mul: argument 'b' must be int, got string \"x\"");
+    expect_error(f, "mul", "[2]", "{\"b\":1,\"c\":2}", TQ_OUT_FAILURE, "TypeError",
+                 "mul: unexpected keyword argument 'c'");
 }
 
 /* The flags are how the pools interrupt a task: a raised soft limit stops a

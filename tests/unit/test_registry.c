@@ -143,8 +143,8 @@ static void test_registry_register_invalid(void **state)
 static void test_registry_builtins(void **state)
 {
     tq_registry *reg = *state;
-    static const char *const names[] = {"echo",  "add",  "sleep",    "fail",
-                                        "crash", "noop", "progress", "hang"};
+    static const char *const names[] = {"echo", "add",      "sleep", "fail", "crash",
+                                        "noop", "progress", "hang",  "mul"};
     tq_builtin_register(reg);
     assert_int_equal(tq_registry_count(reg), sizeof(names) / sizeof(names[0]));
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -154,6 +154,10 @@ static void test_registry_builtins(void **state)
         assert_true(strlen(d->opts.doc) > 0);
         assert_null(strchr(d->opts.doc, '\n'));
     }
+    /* Typed built-ins carry a parsed signature. */
+    assert_non_null(tq_registry_find(reg, "mul")->sig);
+    assert_non_null(tq_registry_find(reg, "sleep")->sig);
+    assert_null(tq_registry_find(reg, "add")->sig);
 }
 
 /* Load the example library and run one of its tasks through tq_exec: the

@@ -46,7 +46,7 @@ SUBMIT_BIN := $(BUILD)/taskq-submit
 PCFILE := $(BUILD)/taskq.pc
 EXAMPLE_TASKS := $(BUILD)/libexample_tasks.so
 
-.PHONY: all deps test check asan demo install uninstall clean format lint bench unit integration
+.PHONY: all deps test check asan demo install uninstall clean format lint bench fuzz test-compose
 all: $(LIBA) $(LIBSO) $(WORKER_BIN) $(SUBMIT_BIN) $(PCFILE) $(EXAMPLE_TASKS)
 
 $(GEN_SCRIPTS): broker/gen_scripts.sh $(LUA_SRC)
@@ -90,6 +90,7 @@ $(PCFILE): Makefile
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
 include tests/tests.mk
+-include tests/fuzz/fuzz.mk
 
 deps:
 	@sh .ci/deps.sh
@@ -106,6 +107,9 @@ asan: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/demo.sh $(BUILD)
+
+test-compose: deps
+	@sh tests/compose/run.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -16,6 +16,7 @@
 #include "broker/tq_keys.h"
 #include "broker/tq_sconn.h"
 #include "common/tq_msg.h"
+#include "common/tq_sig.h"
 #include "common/tq_url.h"
 #include "common/tq_util.h"
 
@@ -23,6 +24,17 @@
 #define DEFAULT_QUEUE "default"
 #define DEFAULT_QUEUE_CAP 10000000LL
 #define REVOKED_TTL_MS (86400LL * 1000)
+#define SIG_CACHE_MS 5000
+#define SIG_CACHE_MAX 256
+
+/* A published signature, cached so a busy submitter costs no extra round
+ * trip per task. sig NULL with known 1: published without a signature. */
+typedef struct sig_entry {
+    char *name;
+    tq_sig *sig;
+    int known;
+    int64_t fetched_ms;
+} sig_entry;
 
 struct taskq_client {
     tq_url url;
@@ -33,6 +45,9 @@ struct taskq_client {
     double timeout;
     long long queue_cap;
     tq_msg_limits limits;
+    int validate;
+    sig_entry sigs[SIG_CACHE_MAX];
+    size_t nsigs;
     int err;
     char errstr[768];
 };
@@ -157,6 +172,7 @@ taskq_client *taskq_client_new(const char *url)
     const char *env;
 
     c->timeout = 5.0;
+    c->validate = 1;
     c->queue_cap = DEFAULT_QUEUE_CAP;
     tq_msg_limits_default(&c->limits);
     snprintf(c->prefix, sizeof(c->prefix), "%s", TQ_DEFAULT_PREFIX);
@@ -188,6 +204,10 @@ void taskq_client_free(taskq_client *c)
         return;
     redisFree(c->rc);
     tq_url_clear(&c->url);
+    for (size_t i = 0; i < c->nsigs; i++) {
+        free(c->sigs[i].name);
+        tq_sig_free(c->sigs[i].sig);
+    }
     free(c);
 }
 
@@ -219,6 +239,12 @@ int taskq_client_set_timeout(taskq_client *c, double seconds)
                              (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
         redisSetTimeout(c->rc, tv);
     }
+    return 0;
+}
+
+int taskq_client_set_validate(taskq_client *c, int on)
+{
+    c->validate = on != 0;
     return 0;
 }
 
@@ -552,6 +578,84 @@ out:
     return rc;
 }
 
+static sig_entry *sig_find(taskq_client *c, const char *name)
+{
+    for (size_t i = 0; i < c->nsigs; i++)
+        if (strcmp(c->sigs[i].name, name) == 0)
+            return &c->sigs[i];
+    return NULL;
+}
+
+/* Refresh the cached signatures of these tasks' names in one round trip
+ * (HMGET on the published-tasks hash). Failing to read them is not an error:
+ * the worker checks every call again anyway. */
+static void refresh_sigs(taskq_client *c, taskq_task *const *tasks, size_t n)
+{
+    char key[TQ_KEY_MAX];
+    int64_t now = tq_mono_ms();
+    tq_cmd cmd;
+    tq_cmd_init(&cmd);
+    tq_key_global(key, c->prefix, "tasks");
+    tq_cmd_add_str(&cmd, "HMGET");
+    tq_cmd_add_str(&cmd, key);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = tasks[i]->name;
+        if (!name)
+            continue;
+        sig_entry *e = sig_find(c, name);
+        if (e && now - e->fetched_ms < SIG_CACHE_MS)
+            continue;
+        int dup = 0;
+        for (int k = 2; k < cmd.argc; k++)
+            dup |= strcmp(cmd.argv[k], name) == 0;
+        if (!dup && cmd.argc < 2 + 64)
+            tq_cmd_add_str(&cmd, name);
+    }
+    if (cmd.argc > 2 && ensure_conn(c) == 0) {
+        redisReply *r = tq_sconn_run(c->rc, &cmd);
+        if (!r) {
+            conn_lost(c);
+        } else if (r->type == REDIS_REPLY_ARRAY) {
+            for (size_t i = 0; i < r->elements && (int)i + 2 < cmd.argc; i++) {
+                const char *name = cmd.argv[i + 2];
+                sig_entry *e = sig_find(c, name);
+                if (!e) {
+                    if (c->nsigs == SIG_CACHE_MAX) {
+                        /* Full: recycle the oldest entry. */
+                        size_t old = 0;
+                        for (size_t k = 1; k < c->nsigs; k++)
+                            if (c->sigs[k].fetched_ms < c->sigs[old].fetched_ms)
+                                old = k;
+                        e = &c->sigs[old];
+                        free(e->name);
+                        tq_sig_free(e->sig);
+                    } else {
+                        e = &c->sigs[c->nsigs++];
+                    }
+                    e->name = tq_xstrdup(name);
+                    e->sig = NULL;
+                }
+                tq_sig_free(e->sig);
+                e->sig = NULL;
+                e->known = 0;
+                e->fetched_ms = now;
+                redisReply *v = r->element[i];
+                if (v->type != REDIS_REPLY_STRING)
+                    continue;
+                json_t *info = json_loadb(v->str, v->len, 0, NULL);
+                json_t *sj = json_object_get(info, "signature");
+                char err[128];
+                e->known = info != NULL;
+                if (sj && !json_is_null(sj))
+                    e->sig = tq_sig_from_json(sj, err, sizeof(err));
+                json_decref(info);
+            }
+        }
+        freeReplyObject(r);
+    }
+    tq_cmd_release(&cmd);
+}
+
 /* Build the enqueue command for t; on error returns a code with errstr set. */
 static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char id[TASKQ_ID_SIZE])
 {
@@ -560,6 +664,12 @@ static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char
         return fail(c, TASKQ_EINVAL, "%s", t->errstr);
     if (!t->name || !tq_valid_task_name(t->name))
         return fail(c, TASKQ_EINVAL, "task has no valid name");
+    if (c->validate) {
+        sig_entry *e = sig_find(c, t->name);
+        if (e && e->sig && tq_sig_bind(e->sig, t->name, t->args, t->kwargs, NULL, err,
+                                       sizeof(err)) < 0)
+            return fail(c, TASKQ_EINVAL, "%s", err);
+    }
     if (t->id[0])
         snprintf(id, TASKQ_ID_SIZE, "%s", t->id);
     else
@@ -629,6 +739,8 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
     char (*idv)[TASKQ_ID_SIZE] = tq_xcalloc(n ? n : 1, TASKQ_ID_SIZE);
     char firstmsg[sizeof(c->errstr)] = "";
 
+    if (c->validate)
+        refresh_sigs(c, tasks, n);
     for (i = 0; i < n; i++) {
         tq_cmd_init(&cmds[nb]);
         int rc = build_enqueue(c, tasks[i], &cmds[nb], idv[i]);
@@ -685,15 +797,42 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
 
 /* ---- results --------------------------------------------------------- */
 
-static taskq_result *result_from_record(json_t *rec, taskq_state st)
+/* Extract the text of the top-level "result" member from a compact record
+ * as the worker wrote it, so numbers come back exactly as the task returned
+ * them; NULL when it cannot be found that way. */
+static char *raw_result(const char *text, const json_t *v)
+{
+    const char *p = strstr(text, ",\"result\":");
+    if (!p)
+        return NULL;
+    p += 10;
+    size_t n = strlen(p);
+    if (n < 2 || p[n - 1] != '}')
+        return NULL;
+    char *s = tq_xstrndup(p, n - 1);
+    json_t *back = json_loads(s, JSON_DECODE_ANY, NULL);
+    int same = back && json_equal(back, v);
+    json_decref(back);
+    if (!same) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* raw: the record's text as stored (kept verbatim), or NULL to encode it. */
+static taskq_result *result_from_record(json_t *rec, taskq_state st, const char *raw)
 {
     taskq_result *r = tq_xcalloc(1, sizeof(*r));
     r->rec = rec;
     r->state = st;
-    r->json = json_dumps(rec, JSON_COMPACT);
+    r->json = raw ? tq_xstrdup(raw) : json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_t *v = json_object_get(rec, "result");
-    if (st == TASKQ_SUCCESS)
-        r->value = json_dumps(v ? v : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (st == TASKQ_SUCCESS) {
+        r->value = raw && v ? raw_result(raw, v) : NULL;
+        if (!r->value)
+            r->value = json_dumps(v ? v : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    }
     return r;
 }
 
@@ -702,7 +841,7 @@ static taskq_result *result_derived(const char *queue, const char *id, taskq_sta
 {
     json_t *rec = json_pack("{s:i, s:s, s:s, s:s}", "v", 1, "id", id, "queue", queue, "state",
                             taskq_state_name(st));
-    return result_from_record(rec, st);
+    return result_from_record(rec, st, NULL);
 }
 
 static int parse_record(taskq_client *c, const char *s, size_t len, json_t **rec, taskq_state *st)
@@ -744,7 +883,9 @@ static int fetch_state(taskq_client *c, const char *queue, const char *id, taskq
             goto out;
         /* A STARTED record with progress is newer than nothing, but a task
          * that is queued again (retry) keeps its RETRY record: both fine. */
-        *out = result_from_record(rec, st);
+        char *raw = tq_xstrndup(r->element[0]->str, r->element[0]->len);
+        *out = result_from_record(rec, st, raw);
+        free(raw);
     } else if (r->element[1]->integer == 1) {
         *out = result_derived(queue, id, TASKQ_STARTED);
     } else if (r->element[2]->integer == 1) {
@@ -934,6 +1075,35 @@ const char *taskq_result_worker(const taskq_result *r)
 const char *taskq_result_json(const taskq_result *r)
 {
     return r->json;
+}
+
+int taskq_tasks_list(taskq_client *c, char **json)
+{
+    char key[TQ_KEY_MAX];
+    *json = NULL;
+    tq_key_global(key, c->prefix, "tasks");
+    const char *argv[] = {"HGETALL", key};
+    redisReply *r = run_fmt(c, 2, argv);
+    if (!r)
+        return c->err;
+    int rc = 0;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        rc = fail(c, TASKQ_EREDIS, "listing tasks failed: %s",
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            json_t *info = json_loadb(r->element[i + 1]->str, r->element[i + 1]->len, 0, NULL);
+            if (json_is_object(info))
+                json_array_append(arr, info);
+            json_decref(info);
+        }
+        *json = json_dumps(arr, JSON_COMPACT);
+        json_decref(arr);
+        ok(c);
+    }
+    freeReplyObject(r);
+    return rc;
 }
 
 /* ---- dead letters ------------------------------------------------------ */

@@ -97,6 +97,14 @@ TASKQ_API int taskq_client_set_timeout(taskq_client *c, double seconds);
  * running); default 10,000,000 or $TASKQ_MAX_QUEUE_LENGTH; 0: no cap. The
  * cap bounds Redis memory. */
 TASKQ_API int taskq_client_set_queue_cap(taskq_client *c, long long cap);
+/* Check arguments against the signatures workers publish before enqueueing
+ * (default on): a wrong call fails here with TASKQ_EINVAL and a message such
+ * as "mul: argument 'b' must be int, got string \"x\"". Tasks no running
+ * worker has published are not checked. */
+TASKQ_API int taskq_client_set_validate(taskq_client *c, int on);
+/* Every task running workers have published, as a JSON array of
+ * {"name","doc","signature","spec"} into *json (malloc'd; free()). */
+TASKQ_API int taskq_tasks_list(taskq_client *c, char **json);
 /* Round trip to Redis; 0 when reachable. */
 TASKQ_API int taskq_client_ping(taskq_client *c);
 

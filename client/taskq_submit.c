@@ -30,6 +30,7 @@ static void usage(FILE *out)
 "       taskq-submit result ID [--wait] [--timeout S] [--json] [--queue Q]\n"
 "       taskq-submit cancel ID [--queue Q]\n"
 "       taskq-submit dead list|show ID|requeue ID|purge [ID] [--queue Q]\n"
+"       taskq-submit --list-tasks [--json]\n"
 "\n"
 "Submit a task to a taskq queue. Each ARG is a JSON literal:\n"
 "  taskq-submit add 2 3            taskq-submit echo '{\"a\":[1,2]}' '\"text\"'\n"
@@ -48,6 +49,8 @@ static void usage(FILE *out)
 "  --timeout S           give up waiting after S seconds (default: wait forever)\n"
 "  --json                machine-readable output: one JSON object per task with id,\n"
 "                        state, and result or error\n"
+"  --list-tasks          every task running workers offer, with its signature\n"
+"  --no-validate         do not check arguments against published signatures\n"
 "  --bulk FILE|-         one task per line, each a JSON object {\"task\":..,\"args\":[..],\n"
 "                        \"kwargs\":{..},\"queue\":..,\"countdown\":..}; options above are\n"
 "                        defaults; submitted pipelined; prints one id per line\n"
@@ -79,6 +82,8 @@ typedef struct cli {
     int wait;
     double timeout;
     int json;
+    int list_tasks;
+    int no_validate;
     char **pos;
     int npos;
 } cli;
@@ -181,6 +186,10 @@ static int parse_args(cli *c, int argc, char **argv)
             c->wait = 1;
         } else if (strcmp(name, "json") == 0) {
             c->json = 1;
+        } else if (strcmp(name, "list-tasks") == 0) {
+            c->list_tasks = 1;
+        } else if (strcmp(name, "no-validate") == 0) {
+            c->no_validate = 1;
         } else if (strcmp(name, "kw") == 0) {
             const char *e = strchr(val, '=');
             if (!e || e == val) {
@@ -278,6 +287,8 @@ static taskq_client *connect_client(cli *c, int *exit_code)
         taskq_client_free(cl);
         return NULL;
     }
+    if (c->no_validate)
+        taskq_client_set_validate(cl, 0);
     if (taskq_client_error(cl)) {
         fprintf(stderr, "taskq-submit: %s\n", taskq_client_errstr(cl));
         *exit_code = code_to_exit(taskq_client_error(cl));
@@ -291,12 +302,14 @@ static taskq_client *connect_client(cli *c, int *exit_code)
 static int print_result(cli *c, const taskq_result *r, int timed_out)
 {
     taskq_state st = taskq_result_state(r);
-    if (c->json) {
+    if (c->json && !timed_out) {
+        printf("%s\n", taskq_result_json(r));
+    } else if (c->json) {
         json_t *rec = json_loads(taskq_result_json(r), 0, NULL);
-        if (timed_out && rec && !json_object_get(rec, "error"))
+        if (rec && !json_object_get(rec, "error"))
             json_object_set_new(rec, "error", json_pack("{s:s, s:s}", "type", "Timeout",
                                                         "message", "still running when --timeout passed"));
-        char *s = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+        char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
         printf("%s\n", s ? s : taskq_result_json(r));
         free(s);
         json_decref(rec);
@@ -576,6 +589,38 @@ static int cmd_dead(cli *c)
     return ex;
 }
 
+static int cmd_list_tasks(cli *c)
+{
+    int ex = EXIT_OK;
+    char *json = NULL;
+    taskq_client *cl = connect_client(c, &ex);
+    if (!cl)
+        return ex;
+    if (taskq_tasks_list(cl, &json) < 0) {
+        fprintf(stderr, "taskq-submit: %s\n", taskq_client_errstr(cl));
+        ex = code_to_exit(taskq_client_error(cl));
+    } else if (c->json) {
+        printf("%s\n", json);
+    } else {
+        json_t *arr = json_loads(json, 0, NULL), *e;
+        size_t i;
+        if (json_array_size(arr) == 0)
+            fprintf(stderr, "taskq-submit: no worker has published its tasks (is one running?)\n");
+        json_array_foreach(arr, i, e) {
+            const char *spec = json_string_value(json_object_get(e, "spec"));
+            const char *doc = json_string_value(json_object_get(e, "doc"));
+            char sig[512];
+            snprintf(sig, sizeof(sig), "%s(%s)", json_string_value(json_object_get(e, "name")),
+                     spec ? spec : "...");
+            printf("%-40s %s\n", sig, doc ? doc : "");
+        }
+        json_decref(arr);
+    }
+    free(json);
+    taskq_client_free(cl);
+    return ex;
+}
+
 int main(int argc, char **argv)
 {
     cli c;
@@ -591,7 +636,9 @@ int main(int argc, char **argv)
         ex = EXIT_USAGE;
         goto out;
     }
-    if (c.bulk) {
+    if (c.list_tasks) {
+        ex = cmd_list_tasks(&c);
+    } else if (c.bulk) {
         if (c.npos > 0) {
             fprintf(stderr, "taskq-submit: --bulk takes no task name or arguments\n");
             ex = EXIT_USAGE;

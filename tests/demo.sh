@@ -52,6 +52,12 @@ export TASKQ_REDIS_URL
 # Use a prefix of our own so a shared Redis is not disturbed.
 export TASKQ_PREFIX="taskq-demo-$$:"
 
+if [ "$(id -u)" -eq 0 ]; then
+    # The worker refuses root by default (tasks would run as root); the demo
+    # is a local, throwaway run, so it says --allow-root explicitly.
+    export TASKQ_ALLOW_ROOT=1
+fi
+
 step "starting taskq-worker (prefork pool, 2 children)"
 "$WORKER" --concurrency 2 --retry-backoff 0.2 --log-level info >"$tmp/worker.log" 2>&1 &
 worker_pid=$!
@@ -60,10 +66,16 @@ echo "taskq-worker pid $worker_pid, log in the summary below"
 step "submitting tasks and waiting for their results"
 run "$SUBMIT" add 2 3 --wait --timeout 10
 run "$SUBMIT" echo '{"hello":["taskq",1]}' --wait --timeout 10
-run "$SUBMIT" add 1.5 2 --kw unused=null --wait --timeout 10 --json
+run "$SUBMIT" add 1.5 2 --wait --timeout 10 --json
+run "$SUBMIT" mul 6 7 --wait --timeout 10
 run "$SUBMIT" sleep 0.5 --countdown 1 --wait --timeout 10 --json
 run "$SUBMIT" fail '"something went wrong"' --retries 2 --wait --timeout 10
-run "$SUBMIT" add 2 '"x"' --wait --timeout 10
+
+step "typed tasks: workers publish signatures, taskq-submit checks calls before enqueueing"
+run "$SUBMIT" --list-tasks
+run "$SUBMIT" mul 2 '"x"' --wait --timeout 10
+
+step "failures end in a result record, bad messages in the dead-letter set"
 run "$SUBMIT" no.such.task --wait --timeout 10
 run "$SUBMIT" crash --wait --timeout 10
 run "$SUBMIT" sleep 5 --wait --timeout 0.5

@@ -4,6 +4,8 @@
  * 70 internal. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +30,7 @@ enum {
     OPT_MAX_TASKS_PER_CHILD, OPT_MAX_MEMORY_PER_CHILD, OPT_RETRIES, OPT_RETRY_BACKOFF,
     OPT_RETRY_BACKOFF_MAX, OPT_SOFT_TIME_LIMIT, OPT_TIME_LIMIT, OPT_MAX_CRASHES, OPT_MAX_LOST,
     OPT_DEAD_MAX, OPT_DEAD_MAX_AGE, OPT_MAX_MESSAGE_BYTES, OPT_MAX_DEPTH, OPT_MAX_ELEMENTS,
-    OPT_MAX_STRING, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_HEALTH_FILE, OPT_NO_BUILTINS, OPT_LIST_TASKS, OPT_HELP,
+    OPT_MAX_STRING, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_HEALTH_FILE, OPT_ALLOW_ROOT, OPT_USER, OPT_GROUP, OPT_NO_BUILTINS, OPT_LIST_TASKS, OPT_HELP,
     OPT_VERSION,
 };
 
@@ -62,6 +64,9 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"health-file", required_argument, NULL, OPT_HEALTH_FILE},
+    {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+    {"user", required_argument, NULL, OPT_USER},
+    {"group", required_argument, NULL, OPT_GROUP},
     {"no-builtins", no_argument, NULL, OPT_NO_BUILTINS},
     {"list-tasks", no_argument, NULL, OPT_LIST_TASKS},
     {"help", no_argument, NULL, OPT_HELP},
@@ -113,6 +118,9 @@ static void usage(FILE *out)
 "Limits on incoming messages:\n"
 "  --max-message-bytes N     (default 1048576)   --max-depth N     (default 32)\n"
 "  --max-elements N          (default 100000)    --max-string N    (default 262144)\n"
+"Privileges:\n"
+"  --user NAME, --group NAME drop to this user/group before loading task libraries\n"
+"  --allow-root              run as root (refused by default: tasks would run as root)\n"
 "Logging:\n"
 "  --log-level debug|info|warn|error (default info)   --log-format text|json\n"
 "  --health-file PATH        rewritten after every heartbeat Redis accepted (for\n"
@@ -131,6 +139,9 @@ typedef struct opts {
     char *url_s;
     char *queues_s;
     char *health_s;
+    char *user_s;
+    char *group_s;
+    int allow_root;
     char **loads;
     int nloads;
     int no_builtins;
@@ -300,6 +311,17 @@ static int apply(opts *o, int id, const char *name, const char *v)
         o->health_s = tq_xstrdup(v);
         c->health_file = o->health_s;
         return 0;
+    case OPT_ALLOW_ROOT:
+        o->allow_root = 1;
+        return 0;
+    case OPT_USER:
+        free(o->user_s);
+        o->user_s = tq_xstrdup(v);
+        return 0;
+    case OPT_GROUP:
+        free(o->group_s);
+        o->group_s = tq_xstrdup(v);
+        return 0;
     case OPT_NO_BUILTINS:
         o->no_builtins = 1;
         return 0;
@@ -366,6 +388,50 @@ static int split_queues(opts *o)
     free(copy);
     if (o->cfg.nqueues == 0) {
         fprintf(stderr, "taskq-worker: --queues names no queue\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Drop to --user/--group (before any task library's code runs), then refuse
+ * root unless --allow-root: a task runs with the worker's privileges. */
+static int drop_privileges(const opts *o)
+{
+    if (o->group_s || o->user_s) {
+        if (geteuid() != 0) {
+            fprintf(stderr, "taskq-worker: --user/--group need to start as root\n");
+            return -1;
+        }
+        struct passwd *pw = NULL;
+        gid_t gid = (gid_t)-1;
+        if (o->user_s && !(pw = getpwnam(o->user_s))) {
+            fprintf(stderr, "taskq-worker: --user: no user named '%.64s'\n", o->user_s);
+            return -1;
+        }
+        if (o->group_s) {
+            struct group *gr = getgrnam(o->group_s);
+            if (!gr) {
+                fprintf(stderr, "taskq-worker: --group: no group named '%.64s'\n", o->group_s);
+                return -1;
+            }
+            gid = gr->gr_gid;
+        } else if (pw) {
+            gid = pw->pw_gid;
+        }
+        if (setgroups(0, NULL) < 0 || (gid != (gid_t)-1 && setgid(gid) < 0) ||
+            (pw && setuid(pw->pw_uid) < 0)) {
+            fprintf(stderr, "taskq-worker: cannot drop privileges: %s\n", strerror(errno));
+            return -1;
+        }
+        if (pw && (setuid(0) == 0 || geteuid() == 0)) {
+            fprintf(stderr, "taskq-worker: privileges were not dropped; refusing to continue\n");
+            return -1;
+        }
+    }
+    if (geteuid() == 0 && !o->allow_root) {
+        fprintf(stderr, "taskq-worker: refusing to run as root: tasks would run as root too.\n"
+                        "  Use --user NAME [--group NAME] to drop privileges, or --allow-root\n"
+                        "  (TASKQ_ALLOW_ROOT=1) if you really mean it.\n");
         return -1;
     }
     return 0;
@@ -463,6 +529,8 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    if (!o.list_tasks && drop_privileges(&o) < 0)
+        goto out;
     reg = tq_registry_new();
     if (!o.no_builtins)
         tq_builtin_register(reg);
@@ -504,5 +572,7 @@ out:
     free(o.url_s);
     free(o.queues_s);
     free(o.health_s);
+    free(o.user_s);
+    free(o.group_s);
     return rc;
 }

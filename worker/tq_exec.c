@@ -175,6 +175,23 @@ static double cpu_now_ms(int thread)
     return tv_ms(&ru.ru_utime) + tv_ms(&ru.ru_stime);
 }
 
+/* Compact JSON for a task's return value. Reals are written with 15
+ * significant digits when that reads back as the same value (0.1, not
+ * 0.10000000000000001), else with the 17 that always do. */
+static char *dump_result(json_t *v)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(15));
+    if (!s || !strpbrk(s, ".eE"))
+        return s;
+    json_t *back = json_loads(s, JSON_DECODE_ANY, NULL);
+    int same = back && json_equal(back, v);
+    json_decref(back);
+    if (same)
+        return s;
+    free(s);
+    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+}
+
 void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome *out)
 {
     tq_msg *m = NULL;
@@ -230,7 +247,7 @@ void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome
         if (!result) {
             out->result = tq_xstrdup("null");
         } else {
-            out->result = json_dumps(result, JSON_ENCODE_ANY | JSON_COMPACT);
+            out->result = dump_result(result);
             if (!out->result)
                 tq_outcome_set_error(out, TQ_OUT_FAILURE, "TaskError",
                                      "task %s returned a value that cannot be encoded as JSON",

@@ -26,6 +26,7 @@
 #include "broker/tq_aconn.h"
 #include "broker/tq_cmd.h"
 #include "broker/tq_keys.h"
+#include "common/tq_sig.h"
 #include "common/tq_util.h"
 
 #define SWEEP_MS 5000
@@ -339,7 +340,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     flush_acks(arg);
 }
 
-static void queue_ack(tq_worker *w, job *j, const char *state, json_t *rec)
+/* Queue a settled record (record: malloc'd text, ownership taken). */
+static void queue_ack_text(tq_worker *w, job *j, const char *state, char *record)
 {
     if (w->nacks == w->capacks) {
         w->capacks = w->capacks ? w->capacks * 2 : 64;
@@ -350,9 +352,14 @@ static void queue_ack(tq_worker *w, job *j, const char *state, json_t *rec)
     a->token = j->token;
     snprintf(a->id, sizeof(a->id), "%s", j->id);
     a->state = state;
-    a->record = dump(rec);
+    a->record = record;
     /* One flush per loop iteration gathers every completion of this round. */
     event_active(w->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void queue_ack(tq_worker *w, job *j, const char *state, json_t *rec)
+{
+    queue_ack_text(w, j, state, dump(rec));
 }
 
 /* ---- records ----------------------------------------------------------- */
@@ -530,10 +537,23 @@ static void pool_done_cb(void *arg, void *cookie, tq_outcome *out)
     switch (out->status) {
     case TQ_OUT_SUCCESS: {
         json_t *rec = job_record(w, j, "SUCCESS", out);
-        json_error_t e;
-        json_t *v = out->result ? json_loads(out->result, JSON_DECODE_ANY, &e) : json_null();
-        json_object_set_new(rec, "result", v ? v : json_string(out->result));
-        queue_ack(w, j, "SUCCESS", rec);
+        /* The executor's JSON text goes into the record as it is (no second
+         * encoding that could round its numbers), once it is known to be
+         * one valid JSON value. */
+        const char *res = out->result ? out->result : "null";
+        json_t *v = json_loads(res, JSON_DECODE_ANY, NULL);
+        char *text;
+        if (v) {
+            char *base = dump(rec);
+            size_t bl = strlen(base);
+            text = tq_xasprintf("%.*s,\"result\":%s}", (int)(bl - 1), base, res);
+            free(base);
+        } else {
+            json_object_set_new(rec, "result", json_string(res));
+            text = dump(rec);
+        }
+        json_decref(v);
+        queue_ack_text(w, j, "SUCCESS", text);
         json_decref(rec);
         w->processed++;
         tq_log_debug(w->cfg.log, "task %s (%s) succeeded in %.2f ms", j->id, j->msg->task,
@@ -864,6 +884,45 @@ static void heartbeat_cb_reply(tq_aconn *c, redisReply *r, void *privdata)
     fclose(f);
 }
 
+/* Publish the registered tasks and their signatures (docs/SECURITY.md): one
+ * HSET into "<prefix>tasks", whose TTL every heartbeat renews, so clients can
+ * check calls before they enqueue and list what workers offer. */
+static void publish_tasks(tq_worker *w)
+{
+    char key[TQ_KEY_MAX], ttl[32];
+    tq_cmd cmd;
+    tq_cmd_init(&cmd);
+    tq_key_global(key, w->cfg.prefix, "tasks");
+    tq_cmd_add_str(&cmd, "HSET");
+    tq_cmd_add_str(&cmd, key);
+    for (size_t i = 0; i < tq_registry_count(w->reg); i++) {
+        const tq_task_def *d = tq_registry_at(w->reg, i);
+        json_t *info = json_pack("{s:s, s:s?}", "name", d->name, "doc", d->opts.doc);
+        if (d->sig) {
+            char *spec = tq_sig_to_string(d->sig);
+            json_object_set_new(info, "spec", json_string(spec));
+            json_object_set_new(info, "signature", tq_sig_to_json(d->sig));
+            free(spec);
+        } else {
+            json_object_set_new(info, "signature", json_null());
+        }
+        char *s = dump(info);
+        json_decref(info);
+        tq_cmd_add_str(&cmd, d->name);
+        tq_cmd_add_str(&cmd, s);
+        free(s);
+    }
+    if (cmd.argc > 2)
+        tq_aconn_send(w->cmd, &cmd, ignore_cb, NULL);
+    tq_cmd_clear(&cmd);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)(w->cfg.heartbeat_ms * 3));
+    tq_cmd_add_str(&cmd, "PEXPIRE");
+    tq_cmd_add_str(&cmd, key);
+    tq_cmd_add_str(&cmd, ttl);
+    tq_aconn_send(w->cmd, &cmd, ignore_cb, NULL);
+    tq_cmd_release(&cmd);
+}
+
 static void heartbeat(tq_worker *w)
 {
     if (!tq_aconn_up(w->cmd))
@@ -899,6 +958,7 @@ static void heartbeat(tq_worker *w)
     send_plain(w, 4, zadd, ignore_cb, NULL);
     send_plain(w, 4, trim, ignore_cb, NULL);
     free(s);
+    publish_tasks(w);
 
     for (int q = 0; q < w->cfg.nqueues; q++) {
         tq_cmd cmd;

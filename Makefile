@@ -9,7 +9,7 @@ DESTDIR   ?=
 BUILD     ?= build
 CC        ?= cc
 
-PKGS      := hiredis libevent libevent_pthreads jansson
+PKGS      := hiredis libevent libevent_pthreads jansson libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -85,7 +85,7 @@ $(PCFILE): Makefile
 	@mkdir -p $(dir $@)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: taskq' 'Description: taskq distributed task queue client library' \
-	  'Version: $(VERSION)' 'Requires.private: hiredis jansson' \
+	  'Version: $(VERSION)' 'Requires.private: hiredis jansson libcrypto' \
 	  'Libs: -L$${libdir} -ltaskq' 'Cflags: -I$${includedir}' > $@
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

@@ -15,6 +15,7 @@
 #include "broker/tq_cmd.h"
 #include "broker/tq_keys.h"
 #include "broker/tq_sconn.h"
+#include "broker/tq_sign.h"
 #include "common/tq_msg.h"
 #include "common/tq_sig.h"
 #include "common/tq_url.h"
@@ -46,6 +47,7 @@ struct taskq_client {
     long long queue_cap;
     tq_msg_limits limits;
     int validate;
+    tq_keyring *keys; /* signing key (first entry), NULL: unsigned */
     sig_entry sigs[SIG_CACHE_MAX];
     size_t nsigs;
     int err;
@@ -183,6 +185,19 @@ taskq_client *taskq_client_new(const char *url)
         if (tq_parse_int(env, 0, INT64_MAX, &v) == 0)
             c->queue_cap = v;
     }
+    if ((env = getenv("TASKQ_SIGNING_KEY")) && *env) {
+        c->keys = tq_keyring_new();
+        if (tq_keyring_parse(c->keys, env, err, sizeof(err)) < 0) {
+            fail(c, TASKQ_EINVAL, "TASKQ_SIGNING_KEY: %s", err);
+            return c;
+        }
+    } else if ((env = getenv("TASKQ_SIGNING_KEY_FILE")) && *env) {
+        c->keys = tq_keyring_new();
+        if (tq_keyring_load_file(c->keys, env, err, sizeof(err)) < 0) {
+            fail(c, TASKQ_EINVAL, "TASKQ_SIGNING_KEY_FILE: %s", err);
+            return c;
+        }
+    }
     if (!url || !*url)
         url = getenv("TASKQ_REDIS_URL");
     if (!url || !*url)
@@ -208,6 +223,7 @@ void taskq_client_free(taskq_client *c)
         free(c->sigs[i].name);
         tq_sig_free(c->sigs[i].sig);
     }
+    tq_keyring_free(c->keys);
     free(c);
 }
 
@@ -239,6 +255,25 @@ int taskq_client_set_timeout(taskq_client *c, double seconds)
                              (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
         redisSetTimeout(c->rc, tv);
     }
+    return 0;
+}
+
+int taskq_client_set_signing_key(taskq_client *c, const char *kid, const char *hexkey)
+{
+    char err[256];
+    if (!kid || !hexkey)
+        return fail(c, TASKQ_EINVAL, "signing key needs a key id and a hex key");
+    char *spec = tq_xasprintf("%s:%s", kid, hexkey);
+    tq_keyring *kr = tq_keyring_new();
+    int rc = tq_keyring_parse(kr, spec, err, sizeof(err));
+    memset(spec, 0, strlen(spec));
+    free(spec);
+    if (rc < 0) {
+        tq_keyring_free(kr);
+        return fail(c, TASKQ_EINVAL, "signing key: %s", err);
+    }
+    tq_keyring_free(c->keys);
+    c->keys = kr;
     return 0;
 }
 
@@ -699,6 +734,13 @@ static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char
         free(s);
         return fail(c, TASKQ_ETOOBIG, "%s: message of %zu bytes exceeds %zu (limit max_bytes)",
                     t->name, len, c->limits.max_bytes);
+    }
+    if (tq_keyring_count(c->keys) > 0) {
+        size_t slen;
+        char *signed_s = tq_sign_wrap(c->keys, NULL, s, len, &slen);
+        free(s);
+        s = signed_s;
+        len = slen;
     }
     tq_cmd_enqueue(cmd, c->prefix, t->queue, id, s, len, t->countdown_ms, t->eta_ms, c->queue_cap);
     free(s);
@@ -1200,8 +1242,13 @@ int taskq_dead_requeue(taskq_client *c, const char *queue, const char *id)
     if (!queue)
         queue = DEFAULT_QUEUE;
     entry = json_loads(entry_s, 0, NULL);
-    const char *raw = json_string_value(json_object_get(entry, "message"));
-    if (!raw || tq_msg_decode(raw, strlen(raw), &c->limits, &m, err, sizeof(err)) != TQ_MSG_OK) {
+    const char *raw = json_string_value(json_object_get(entry, "message")), *body = NULL;
+    size_t bodylen = 0;
+    /* Strip (not verify) a signature envelope: the message is re-signed
+     * with this client's key below. */
+    if (raw && tq_sign_unwrap(NULL, raw, strlen(raw), &body, &bodylen, NULL, err, sizeof(err)) != TQ_SIGN_OK)
+        raw = NULL;
+    if (!raw || tq_msg_decode(body, bodylen, &c->limits, &m, err, sizeof(err)) != TQ_MSG_OK) {
         rc = fail(c, TASKQ_EINVAL,
                   "dead-lettered task %s cannot be requeued: its message is not a valid task (%s)",
                   id, raw ? err : "no message stored");
@@ -1211,6 +1258,13 @@ int taskq_dead_requeue(taskq_client *c, const char *queue, const char *id)
     json_object_del(m->root, "errors");
     size_t len;
     char *s = tq_msg_encode(m, &len);
+    if (tq_keyring_count(c->keys) > 0) {
+        size_t slen;
+        char *signed_s = tq_sign_wrap(c->keys, NULL, s, len, &slen);
+        free(s);
+        s = signed_s;
+        len = slen;
+    }
     tq_cmd cmd;
     tq_cmd_init(&cmd);
     tq_cmd_dead_requeue(&cmd, c->prefix, queue, id, s, len);

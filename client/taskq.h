@@ -105,6 +105,11 @@ TASKQ_API int taskq_client_set_validate(taskq_client *c, int on);
 /* Every task running workers have published, as a JSON array of
  * {"name","doc","signature","spec"} into *json (malloc'd; free()). */
 TASKQ_API int taskq_tasks_list(taskq_client *c, char **json);
+/* Sign every message this client submits with HMAC-SHA256 (key id `kid`,
+ * key given as hex, 16..128 bytes), for workers that require signatures.
+ * By default the key comes from $TASKQ_SIGNING_KEY ("KID:HEX") or from the
+ * file named by $TASKQ_SIGNING_KEY_FILE (mode 0600). The key is copied. */
+TASKQ_API int taskq_client_set_signing_key(taskq_client *c, const char *kid, const char *hexkey);
 /* Round trip to Redis; 0 when reachable. */
 TASKQ_API int taskq_client_ping(taskq_client *c);
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "broker/tq_keys.h"
+#include "broker/tq_sign.h"
 #include "common/tq_log.h"
 #include "common/tq_util.h"
 #include "tq_registry.h"
@@ -30,7 +31,7 @@ enum {
     OPT_MAX_TASKS_PER_CHILD, OPT_MAX_MEMORY_PER_CHILD, OPT_RETRIES, OPT_RETRY_BACKOFF,
     OPT_RETRY_BACKOFF_MAX, OPT_SOFT_TIME_LIMIT, OPT_TIME_LIMIT, OPT_MAX_CRASHES, OPT_MAX_LOST,
     OPT_DEAD_MAX, OPT_DEAD_MAX_AGE, OPT_MAX_MESSAGE_BYTES, OPT_MAX_DEPTH, OPT_MAX_ELEMENTS,
-    OPT_MAX_STRING, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_HEALTH_FILE, OPT_ALLOW_ROOT, OPT_USER, OPT_GROUP, OPT_NO_BUILTINS, OPT_LIST_TASKS, OPT_HELP,
+    OPT_MAX_STRING, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_HEALTH_FILE, OPT_ALLOW_ROOT, OPT_USER, OPT_GROUP, OPT_SIGNING_KEYS_FILE, OPT_NO_BUILTINS, OPT_LIST_TASKS, OPT_HELP,
     OPT_VERSION,
 };
 
@@ -65,6 +66,7 @@ static const struct option long_opts[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"health-file", required_argument, NULL, OPT_HEALTH_FILE},
     {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+    {"signing-keys-file", required_argument, NULL, OPT_SIGNING_KEYS_FILE},
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
     {"no-builtins", no_argument, NULL, OPT_NO_BUILTINS},
@@ -118,6 +120,10 @@ static void usage(FILE *out)
 "Limits on incoming messages:\n"
 "  --max-message-bytes N     (default 1048576)   --max-depth N     (default 32)\n"
 "  --max-elements N          (default 100000)    --max-string N    (default 262144)\n"
+"Message signing (docs/SECURITY.md):\n"
+"  --signing-keys-file PATH  HMAC-SHA256 keys, one \"KID HEXKEY\" per line, mode 0600;\n"
+"                            or TASKQ_SIGNING_KEYS=KID:HEX[,KID:HEX] in the environment.\n"
+"                            With keys, unsigned or badly signed messages are rejected\n"
 "Privileges:\n"
 "  --user NAME, --group NAME drop to this user/group before loading task libraries\n"
 "  --allow-root              run as root (refused by default: tasks would run as root)\n"
@@ -140,6 +146,7 @@ typedef struct opts {
     char *queues_s;
     char *health_s;
     char *user_s;
+    char *keys_file;
     char *group_s;
     int allow_root;
     char **loads;
@@ -311,6 +318,10 @@ static int apply(opts *o, int id, const char *name, const char *v)
         o->health_s = tq_xstrdup(v);
         c->health_file = o->health_s;
         return 0;
+    case OPT_SIGNING_KEYS_FILE:
+        free(o->keys_file);
+        o->keys_file = tq_xstrdup(v);
+        return 0;
     case OPT_ALLOW_ROOT:
         o->allow_root = 1;
         return 0;
@@ -452,6 +463,7 @@ int main(int argc, char **argv)
     char err[512];
     tq_registry *reg = NULL;
     tq_worker *w = NULL;
+    tq_keyring *keys = tq_keyring_new();
 
     memset(&o, 0, sizeof(o));
     o.log.level = TQ_LOG_INFO;
@@ -529,6 +541,17 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    /* Keys are read before privileges drop: the key file may be root's. */
+    const char *keys_env = getenv("TASKQ_SIGNING_KEYS");
+    if (o.keys_file && tq_keyring_load_file(keys, o.keys_file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "taskq-worker: %s\n", err);
+        goto out;
+    }
+    if (keys_env && *keys_env && tq_keyring_parse(keys, keys_env, err, sizeof(err)) < 0) {
+        fprintf(stderr, "taskq-worker: TASKQ_SIGNING_KEYS: %s\n", err);
+        goto out;
+    }
+    cfg->keys = keys;
     if (!o.list_tasks && drop_privileges(&o) < 0)
         goto out;
     reg = tq_registry_new();
@@ -573,6 +596,8 @@ out:
     free(o.queues_s);
     free(o.health_s);
     free(o.user_s);
+    free(o.keys_file);
+    tq_keyring_free(keys);
     free(o.group_s);
     return rc;
 }

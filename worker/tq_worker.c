@@ -26,6 +26,7 @@
 #include "broker/tq_aconn.h"
 #include "broker/tq_cmd.h"
 #include "broker/tq_keys.h"
+#include "broker/tq_sign.h"
 #include "common/tq_sig.h"
 #include "common/tq_util.h"
 
@@ -40,8 +41,11 @@ typedef struct job {
     int q;
     char id[TQ_ID_MAX + 1];
     long long token;
-    char *raw;
+    char *raw;          /* as stored in Redis (maybe a signed envelope) */
     size_t rawlen;
+    const char *body;   /* the message bytes inside raw */
+    size_t bodylen;
+    char kid[TQ_SIGN_KID_MAX + 1]; /* key id it was signed with, "" if none */
     tq_msg *msg;
     const tq_task_def *def;
     long lost;
@@ -465,6 +469,17 @@ static void retry_job(tq_worker *w, job *j, int64_t delay_ms, const char *type,
     tq_msg_set_int(j->msg, "attempts", j->msg->attempts + 1);
     size_t len;
     char *m = tq_msg_encode(j->msg, &len), *recs = dump(rec);
+    if (tq_keyring_count(w->cfg.keys) > 0) {
+        /* The rewritten message must pass the same check on its next fetch:
+         * sign it again with the key it came with (keys are symmetric). */
+        size_t slen;
+        char *signed_m = tq_sign_wrap(w->cfg.keys, j->kid[0] ? j->kid : NULL, m, len, &slen);
+        if (signed_m) {
+            free(m);
+            m = signed_m;
+            len = slen;
+        }
+    }
     op *o = op_new(w, OP_RETRY);
     tq_cmd_retry(&o->cmd, w->cfg.prefix, w->queues[j->q].name, j->id, j->token, m, len, recs,
                  delay_ms, w->cfg.result_ttl_ms);
@@ -632,7 +647,16 @@ static void pool_progress_cb(void *arg, void *cookie, double fraction, const cha
 static void dispatch(tq_worker *w, job *j)
 {
     char err[512];
-    int rc = tq_msg_decode(j->raw, j->rawlen, &w->cfg.limits, &j->msg, err, sizeof(err));
+    /* Signatures are checked on the raw bytes, before anything parses them. */
+    if (tq_sign_unwrap(w->cfg.keys, j->raw, j->rawlen, &j->body, &j->bodylen, j->kid, err,
+                       sizeof(err)) != TQ_SIGN_OK) {
+        char reason[600];
+        snprintf(reason, sizeof(reason), "rejected: %s", err);
+        bury(w, j, "SignatureError", reason, NULL);
+        job_finish(w, j);
+        return;
+    }
+    int rc = tq_msg_decode(j->body, j->bodylen, &w->cfg.limits, &j->msg, err, sizeof(err));
     if (rc != TQ_MSG_OK) {
         const char *type = rc == TQ_MSG_ELIMIT ? "LimitExceeded" : "MalformedMessage";
         char reason[600];
@@ -677,8 +701,8 @@ static void dispatch(tq_worker *w, job *j)
     }
     tq_pool_job pj = {
         .cookie = j,
-        .msg = j->raw,
-        .msglen = j->rawlen,
+        .msg = j->body,
+        .msglen = j->bodylen,
         .soft_limit_ms = j->msg->soft_limit_ms   ? j->msg->soft_limit_ms
                          : j->def->opts.soft_limit_ms ? j->def->opts.soft_limit_ms
                                                       : w->cfg.soft_limit_ms,
@@ -717,12 +741,9 @@ static void arm_due_timer(queue_state *qs, int64_t next_due, int64_t now)
     evtimer_add(qs->due_ev, &tv);
 }
 
-static void fetch_cb(tq_aconn *c, redisReply *r, void *privdata)
+static void fetch_reply(tq_worker *w, redisReply *r)
 {
-    tq_worker *w = privdata;
     queue_state *qs = &w->queues[w->fetch_q];
-    (void)c;
-    w->fetching = 0;
     if (!r)
         return; /* link lost: the fetch restarts when it is back */
     if (r->type == REDIS_REPLY_ERROR) {
@@ -754,9 +775,30 @@ static void fetch_cb(tq_aconn *c, redisReply *r, void *privdata)
         j->raw = tq_xstrndup(m->str ? m->str : "", m->len);
         j->rawlen = m->len;
         j->lost = (long)lost->integer;
+        if (w->stopping) {
+            /* The fetch crossed a shutdown signal: these tasks have not
+             * started, so they go straight back to the head of their queue
+             * instead of being run (warm) or left leased until their lease
+             * expires (cold, or a warm shutdown with nothing running). */
+            tq_log_info(w->cfg.log, "task %s arrived after the shutdown signal; put back on its "
+                        "queue", j->id);
+            requeue_job(w, j);
+            job_free(j);
+            continue;
+        }
         dispatch(w, j);
     }
     maybe_fetch(w);
+}
+
+static void fetch_cb(tq_aconn *c, redisReply *r, void *privdata)
+{
+    tq_worker *w = privdata;
+    (void)c;
+    w->fetching = 0;
+    fetch_reply(w, r);
+    /* A shutdown waits for the fetch it crossed (see check_done). */
+    check_done(w);
 }
 
 static void maybe_fetch(tq_worker *w)
@@ -1043,8 +1085,10 @@ static void unregister_cb(tq_aconn *c, redisReply *r, void *privdata)
 
 static void check_done(tq_worker *w)
 {
+    /* `fetching`: a fetch sent before the signal may still hand us tasks;
+     * they must be put back before we unregister and exit. */
     if (!w->stopping || w->nrunning > 0 || w->nacks > 0 || w->outbox.len > 0 ||
-        w->inflight.len > 0 || w->unregistering)
+        w->inflight.len > 0 || w->fetching || w->unregistering)
         return;
     w->unregistering = 1;
     if (tq_aconn_up(w->cmd)) {
@@ -1199,6 +1243,9 @@ int tq_worker_run(tq_worker *w)
                 w->cfg.concurrency, tq_registry_count(w->reg));
     for (int q = 0; q < w->cfg.nqueues; q++)
         tq_log_info(w->cfg.log, "  queue %d: %s", q + 1, w->queues[q].name);
+    if (tq_keyring_count(w->cfg.keys) > 0)
+        tq_log_info(w->cfg.log, "message signatures required (%zu key(s); signing key id '%s')",
+                    tq_keyring_count(w->cfg.keys), tq_keyring_signing_kid(w->cfg.keys));
     event_base_dispatch(w->base);
     tq_log_info(w->cfg.log,
                 "worker %s stopped: %lld succeeded, %lld failed, %lld retried, %lld "

@@ -34,6 +34,7 @@ typedef struct tq_worker_config {
     long long dead_max;
     int64_t dead_max_age_ms;
     tq_msg_limits limits;
+    const struct tq_keyring *keys; /* HMAC keys; NULL/empty: signatures not required */
     const char *health_file;    /* touched after each heartbeat Redis took; may be NULL */
     const tq_logger *log;
 } tq_worker_config;

@@ -1,0 +1,336 @@
+/* Integration tests for the defences of docs/SECURITY.md, against a real
+ * redis-server and the real taskq-worker: typed signatures enforced at the
+ * caller and at the worker, HMAC message signing, Redis ACL users (a
+ * submit-only user cannot consume), secrets kept out of logs and errors, and
+ * the worker's refusal to run as root. One server serves the file; each test
+ * uses its own queue. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "taskq.h"
+
+#define K1 "00112233445566778899aabbccddeeff"
+#define K2 "ffeeddccbbaa99887766554433221100"
+#define WORKER_PW "w0rker-s3cret-pw"
+#define SUBMIT_PW "subm1tter-s3cret-pw"
+#define WAIT_S 10.0
+
+/* The minimal ACL users of docs/SECURITY.md#redis-authentication-and-acls,
+ * as redis-server arguments. The default user stays (the harness uses it). */
+static const char *const server_args[] = {
+    "--user", "taskq-worker", "on", ">" WORKER_PW, "resetchannels", "&taskq:*", "~taskq:*",
+    "-@all", "+ping", "+auth", "+select", "+evalsha", "+eval", "+script|load", "+time", "+get",
+    "+set", "+del", "+exists", "+pexpire", "+publish", "+subscribe", "+hget", "+hset", "+hdel",
+    "+hexists", "+hlen", "+hincrby", "+lpush", "+rpush", "+rpop", "+zadd", "+zrem", "+zcard",
+    "+zrange", "+zrangebyscore", "+zremrangebyscore", "+incr",
+    "--user", "taskq-submit", "on", ">" SUBMIT_PW, "resetchannels", "&taskq:*", "~taskq:*",
+    "-@all", "+ping", "+auth", "+select", "+evalsha", "+eval", "+time", "+get", "+set", "+del",
+    "+exists", "+pexpire", "+publish", "+hget", "+hset", "+hdel", "+hexists", "+hlen", "+hmget",
+    "+hgetall", "+lpush", "+rpush", "+zadd", "+zrem", "+zrange", "+zrevrange", "+zcard",
+    "+blmove",
+    NULL};
+
+static th_redis_server *S;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    S = th_redis_start(server_args);
+    return S ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    th_redis_free(S);
+    th_cleanup();
+    return 0;
+}
+
+typedef struct log_wait {
+    pid_t pid;
+    const char *needle;
+} log_wait;
+
+static int log_has(void *arg)
+{
+    log_wait *lw = arg;
+    char *s = th_read_file(th_proc_log(lw->pid), NULL);
+    int found = s && strstr(s, lw->needle);
+    free(s);
+    return found;
+}
+
+/* Start a worker on `queue` with extra argv/env; wait until it is ready. */
+static pid_t start_worker(const char *url, const char *queue, const char *const *extra_env,
+                          const char *url_file)
+{
+    char *bin = th_bin("taskq-worker");
+    const char *argv[16];
+    int n = 0;
+    argv[n++] = bin;
+    if (url_file) {
+        argv[n++] = "--redis-url-file";
+        argv[n++] = url_file;
+    } else {
+        argv[n++] = "--redis";
+        argv[n++] = url;
+    }
+    argv[n++] = "--queues";
+    argv[n++] = queue;
+    argv[n++] = "--concurrency";
+    argv[n++] = "2";
+    argv[n++] = "--heartbeat";
+    argv[n++] = "0.2";
+    argv[n++] = NULL;
+    pid_t pid = th_spawn(argv, extra_env);
+    free(bin);
+    assert_true(pid > 0);
+    log_wait lw = {pid, " ready: "};
+    if (!th_wait_until(log_has, &lw, 10000)) {
+        th_dump_file("worker log", th_proc_log(pid));
+        fail_msg("worker did not become ready");
+    }
+    return pid;
+}
+
+static void stop_worker(pid_t pid)
+{
+    int st = th_stop_proc(pid, 10000);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static taskq_client *client(const char *url)
+{
+    taskq_client *c = taskq_client_new(url);
+    assert_non_null(c);
+    if (taskq_client_error(c))
+        fail_msg("client: %s", taskq_client_errstr(c));
+    return c;
+}
+
+static taskq_task *task2(const char *name, const char *queue, const char *a, const char *b)
+{
+    taskq_task *t = taskq_task_new(name);
+    assert_int_equal(taskq_task_set_queue(t, queue), 0);
+    assert_int_equal(taskq_task_arg_json(t, a), 0);
+    assert_int_equal(taskq_task_arg_json(t, b), 0);
+    return t;
+}
+
+/* Submit, wait, and return the final result (caller frees). */
+static taskq_result *run_task(taskq_client *c, taskq_task *t, const char *queue)
+{
+    char id[TASKQ_ID_SIZE];
+    taskq_result *r = NULL;
+    if (taskq_submit(c, t, id) != 0)
+        fail_msg("submit: %s", taskq_client_errstr(c));
+    if (taskq_result_wait(c, queue, id, WAIT_S, &r) != 0)
+        fail_msg("wait: %s", taskq_client_errstr(c));
+    return r;
+}
+
+typedef struct published {
+    redisContext *rc;
+    const char *task;
+} published;
+
+static int is_published(void *arg)
+{
+    published *p = arg;
+    redisReply *r = th_cmd(p->rc, "HEXISTS taskq:tasks %s", p->task);
+    int yes = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return yes;
+}
+
+static void test_security_typed_call_refused_at_submit(void **state)
+{
+    (void)state;
+    pid_t w = start_worker(S->url, "typed", NULL, NULL);
+    redisContext *rc = th_redis(S);
+    published p = {rc, "mul"};
+    assert_true(th_wait_until(is_published, &p, 10000));
+
+    taskq_client *c = client(S->url);
+    char id[TASKQ_ID_SIZE];
+    taskq_task *t = task2("mul", "typed", "2", "\"x\"");
+    assert_int_equal(taskq_submit(c, t, id), TASKQ_EINVAL);
+    assert_non_null(strstr(taskq_client_errstr(c), "mul: argument 'b' must be int, got string \"x\""));
+    /* Nothing was enqueued. */
+    redisReply *r = th_cmd(rc, "LLEN taskq:{typed}:pending");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+
+    /* Let it through the client: the worker refuses it the same way, and a
+     * TypeError is not retried even with retries to spare. */
+    taskq_client_set_validate(c, 0);
+    assert_int_equal(taskq_task_set_retries(t, 3), 0);
+    taskq_result *res = run_task(c, t, "typed");
+    assert_int_equal(taskq_result_state(res), TASKQ_FAILURE);
+    assert_string_equal(taskq_result_error_type(res), "TypeError");
+    assert_non_null(strstr(taskq_result_error_message(res), "argument 'b' must be int"));
+    assert_int_equal(taskq_result_attempts(res), 1);
+    taskq_result_free(res);
+    taskq_task_free(t);
+
+    taskq_client_set_validate(c, 1);
+    t = task2("mul", "typed", "6", "7");
+    res = run_task(c, t, "typed");
+    assert_int_equal(taskq_result_state(res), TASKQ_SUCCESS);
+    assert_string_equal(taskq_result_value(res), "42");
+    taskq_result_free(res);
+    taskq_task_free(t);
+
+    /* The published list names the signature. */
+    char *json = NULL;
+    assert_int_equal(taskq_tasks_list(c, &json), 0);
+    assert_non_null(strstr(json, "\"spec\":\"a:int, b:int\""));
+    free(json);
+    taskq_client_free(c);
+    redisFree(rc);
+    stop_worker(w);
+}
+
+static void test_security_signed_messages(void **state)
+{
+    (void)state;
+    const char *env[] = {"TASKQ_SIGNING_KEYS=k1:" K1 ",k0:" K2, NULL};
+    pid_t w = start_worker(S->url, "signed", env, NULL);
+    taskq_client *good = client(S->url), *plain = client(S->url), *forged = client(S->url);
+    assert_int_equal(taskq_client_set_signing_key(good, "k1", K1), 0);
+    /* Right key id, wrong key: what an attacker who can write to Redis has. */
+    assert_int_equal(taskq_client_set_signing_key(forged, "k1", K2), 0);
+
+    taskq_task *t = task2("add", "signed", "2", "3");
+    taskq_result *r = run_task(good, t, "signed");
+    assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
+    assert_string_equal(taskq_result_value(r), "5");
+    taskq_result_free(r);
+
+    r = run_task(plain, t, "signed");
+    assert_int_equal(taskq_result_state(r), TASKQ_FAILURE);
+    assert_string_equal(taskq_result_error_type(r), "SignatureError");
+    assert_non_null(strstr(taskq_result_error_message(r), "unsigned message"));
+    taskq_result_free(r);
+
+    r = run_task(forged, t, "signed");
+    assert_int_equal(taskq_result_state(r), TASKQ_FAILURE);
+    assert_non_null(strstr(taskq_result_error_message(r), "bad signature (key id 'k1')"));
+    taskq_result_free(r);
+    taskq_task_free(t);
+
+    /* Both rejected messages are in the dead-letter set with their reason. */
+    char *json = NULL;
+    assert_int_equal(taskq_dead_list(good, "signed", 10, &json), 0);
+    assert_non_null(strstr(json, "unsigned message"));
+    assert_non_null(strstr(json, "bad signature"));
+    free(json);
+    taskq_client_free(good);
+    taskq_client_free(plain);
+    taskq_client_free(forged);
+    stop_worker(w);
+}
+
+static void test_security_acl_users_and_secrets(void **state)
+{
+    (void)state;
+    char wurl[128], surl[128], badurl[128], path[TH_PATH_MAX];
+    snprintf(wurl, sizeof(wurl), "redis://taskq-worker:%s@127.0.0.1:%d/0", WORKER_PW, S->port);
+    snprintf(surl, sizeof(surl), "redis://taskq-submit:%s@127.0.0.1:%d/0", SUBMIT_PW, S->port);
+    snprintf(badurl, sizeof(badurl), "redis://taskq-submit:wrong-%s@127.0.0.1:%d/0", SUBMIT_PW,
+             S->port);
+    /* The worker's secret comes from a file, never from its command line. */
+    snprintf(path, sizeof(path), "%s/worker-url", th_tmpdir());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", wurl);
+    fclose(f);
+    chmod(path, 0600);
+    pid_t w = start_worker(NULL, "acl", NULL, path);
+
+    taskq_client *c = client(surl);
+    taskq_task *t = task2("add", "acl", "20", "22");
+    taskq_result *r = run_task(c, t, "acl");
+    assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
+    assert_string_equal(taskq_result_value(r), "42");
+    taskq_result_free(r);
+    taskq_task_free(t);
+    taskq_client_free(c);
+
+    /* The submit-only user cannot consume: popping a queue is refused. */
+    redisContext *rc = th_redis(S);
+    redisReply *rr = th_cmd(rc, "AUTH taskq-submit %s", SUBMIT_PW);
+    assert_int_equal(rr->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rr);
+    rr = th_cmd(rc, "RPOP taskq:{acl}:pending");
+    assert_int_equal(rr->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(rr->str, "NOPERM"));
+    freeReplyObject(rr);
+    redisFree(rc);
+
+    /* A wrong password: a precise error naming the address, no secret. */
+    c = taskq_client_new(badurl);
+    assert_int_equal(taskq_client_error(c), TASKQ_ECONN);
+    const char *e = taskq_client_errstr(c);
+    assert_non_null(strstr(e, "refused authentication"));
+    assert_non_null(strstr(e, "taskq-submit:***@127.0.0.1"));
+    assert_null(strstr(e, SUBMIT_PW));
+    taskq_client_free(c);
+
+    char logpath[TH_PATH_MAX];
+    snprintf(logpath, sizeof(logpath), "%s", th_proc_log(w));
+    stop_worker(w);
+    char *log = th_read_file(logpath, NULL);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "taskq-worker:***@127.0.0.1"));
+    assert_null(strstr(log, WORKER_PW));
+    free(log);
+}
+
+static void test_security_refuses_root(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    char *bin = th_bin("taskq-worker");
+    const char *argv[] = {bin, "--redis", S->url, NULL};
+    const char *env[] = {"TASKQ_ALLOW_ROOT", NULL}; /* unset it */
+    pid_t pid = th_spawn(argv, env);
+    free(bin);
+    /* The log is untracked once the process is reaped: keep its path. */
+    char logpath[TH_PATH_MAX];
+    snprintf(logpath, sizeof(logpath), "%s", th_proc_log(pid));
+    int st;
+    assert_int_equal(th_wait_exit(pid, 10000, &st), 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 78);
+    char *log = th_read_file(logpath, NULL);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "refusing to run as root"));
+    free(log);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_security_typed_call_refused_at_submit),
+        cmocka_unit_test(test_security_signed_messages),
+        cmocka_unit_test(test_security_acl_users_and_secrets),
+        cmocka_unit_test(test_security_refuses_root),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -134,7 +134,7 @@ void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
                   int64_t lease_ms, int promote_max)
 {
-    tq_cmd_script(c, TQ_SCRIPT_FETCH, 7);
+    tq_cmd_script(c, TQ_SCRIPT_FETCH, 9);
     add_qkey(c, prefix, queue, "pending");
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "lease");
@@ -142,6 +142,8 @@ void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *
     add_qkey(c, prefix, queue, "fence");
     add_qkey(c, prefix, queue, "delayed");
     add_qkey(c, prefix, queue, "lost");
+    add_qkey(c, prefix, queue, "dead");
+    add_qkey(c, prefix, queue, "deadmsg");
     tq_cmd_add_str(c, wid);
     tq_cmd_add_int(c, max);
     tq_cmd_add_int(c, lease_ms);

@@ -151,9 +151,14 @@ const char *tq_json_type_name(const json_t *v)
     return "?";
 }
 
-/* Fetch an optional integer field; -1 on a type error (reason in err). */
+/* Counters (attempts, retries) end up in int arithmetic in the worker
+ * (attempts + 1, backoff exponents): bound them well inside int. */
+#define COUNT_MAX 1000000000LL
+
+/* Fetch an optional integer field in [min, max]; -1 on a type or range error
+ * (reason in err). */
 static int get_int(const json_t *root, const char *field, int required, int64_t min,
-                   int64_t *out, int64_t dflt, char *err, size_t errlen)
+                   int64_t max, int64_t *out, int64_t dflt, char *err, size_t errlen)
 {
     json_t *v = json_object_get(root, field);
     if (!v || json_is_null(v)) {
@@ -170,6 +175,11 @@ static int get_int(const json_t *root, const char *field, int required, int64_t 
     }
     if (json_integer_value(v) < min) {
         snprintf(err, errlen, "field '%s' must be >= %lld, got %lld", field, (long long)min,
+                 (long long)json_integer_value(v));
+        return -1;
+    }
+    if (json_integer_value(v) > max) {
+        snprintf(err, errlen, "field '%s' must be <= %lld, got %lld", field, (long long)max,
                  (long long)json_integer_value(v));
         return -1;
     }
@@ -220,6 +230,10 @@ int tq_msg_decode(const char *buf, size_t len, const tq_msg_limits *lim, tq_msg 
     }
     root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
+        /* jansson quotes the offending token, which may be any bytes. */
+        for (char *c = jerr.text; *c; c++)
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                *c = '?';
         snprintf(err, errlen, "not valid JSON: %s at byte %d", jerr.text, jerr.position);
         return TQ_MSG_EJSON;
     }
@@ -234,7 +248,7 @@ int tq_msg_decode(const char *buf, size_t len, const tq_msg_limits *lim, tq_msg 
         goto out;
     }
     int64_t v;
-    if (get_int(root, "v", 1, 0, &v, 0, err, errlen) < 0)
+    if (get_int(root, "v", 1, 0, INT64_MAX, &v, 0, err, errlen) < 0)
         goto out;
     if (v != TQ_PROTOCOL_VERSION) {
         snprintf(err, errlen, "unsupported protocol version %lld (this worker speaks %d)",
@@ -272,13 +286,13 @@ int tq_msg_decode(const char *buf, size_t len, const tq_msg_limits *lim, tq_msg 
     }
     m = tq_xcalloc(1, sizeof(*m));
     m->root = root;
-    if (get_int(root, "attempts", 1, 0, &m->attempts, 0, err, errlen) < 0 ||
-        get_int(root, "retries", 0, 0, &m->retries, -1, err, errlen) < 0 ||
-        get_int(root, "created_ms", 1, 0, &m->created_ms, 0, err, errlen) < 0 ||
-        get_int(root, "eta_ms", 0, 0, &m->eta_ms, 0, err, errlen) < 0 ||
-        get_int(root, "expires_ms", 0, 0, &m->expires_ms, 0, err, errlen) < 0 ||
-        get_int(root, "soft_limit_ms", 0, 1, &m->soft_limit_ms, 0, err, errlen) < 0 ||
-        get_int(root, "hard_limit_ms", 0, 1, &m->hard_limit_ms, 0, err, errlen) < 0) {
+    if (get_int(root, "attempts", 1, 0, COUNT_MAX, &m->attempts, 0, err, errlen) < 0 ||
+        get_int(root, "retries", 0, 0, COUNT_MAX, &m->retries, -1, err, errlen) < 0 ||
+        get_int(root, "created_ms", 1, 0, INT64_MAX, &m->created_ms, 0, err, errlen) < 0 ||
+        get_int(root, "eta_ms", 0, 0, INT64_MAX, &m->eta_ms, 0, err, errlen) < 0 ||
+        get_int(root, "expires_ms", 0, 0, INT64_MAX, &m->expires_ms, 0, err, errlen) < 0 ||
+        get_int(root, "soft_limit_ms", 0, 1, INT64_MAX, &m->soft_limit_ms, 0, err, errlen) < 0 ||
+        get_int(root, "hard_limit_ms", 0, 1, INT64_MAX, &m->hard_limit_ms, 0, err, errlen) < 0) {
         m->root = NULL;
         tq_msg_free(m);
         m = NULL;

@@ -102,6 +102,17 @@ static size_t utf8_len(const char *s, size_t n)
     return count;
 }
 
+/* Copy at most max bytes of s into buf, printable ASCII only ('?' for the
+ * rest), so a reason built from hostile input is always valid UTF-8. */
+static const char *printable(char *buf, size_t len, const char *s, size_t max)
+{
+    size_t i = 0;
+    for (; s[i] && i < max && i + 1 < len; i++)
+        buf[i] = s[i] >= ' ' && s[i] <= '~' ? s[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}
+
 /* A short printable description of a value: `string "x"`, `int 5`. */
 static void describe(const json_t *v, char *buf, size_t len)
 {
@@ -113,7 +124,8 @@ static void describe(const json_t *v, char *buf, size_t len)
     } else if (json_is_null(v)) {
         snprintf(buf, len, "null");
     } else {
-        char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        /* ASCII-only, so truncating it can never split a character. */
+        char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_ENSURE_ASCII);
         if (s && strlen(s) > 40)
             snprintf(buf, len, "%s %.37s...", t, s);
         else
@@ -303,8 +315,9 @@ tq_sig *tq_sig_parse(const char *spec, char *err, size_t errlen)
             p.deflt = json_loadb(s, strlen(s), JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK |
                                                    JSON_REJECT_DUPLICATES, &je);
             if (!p.deflt) {
+                char why[160];
                 snprintf(err, errlen, "parameter '%s': default is not a JSON literal: %s", p.name,
-                         je.text);
+                         printable(why, sizeof(why), je.text, sizeof(why) - 1));
                 goto fail;
             }
             s = skip_ws(s + je.position);
@@ -483,7 +496,9 @@ int tq_sig_bind(const tq_sig *s, const char *task, const json_t *args, const jso
         json_object_foreach((json_t *)(uintptr_t)kwargs, k, v) {
             ssize_t idx = find_param(s, k);
             if (idx < 0) {
-                snprintf(err, errlen, "%s: unexpected keyword argument '%.64s'", pre, k);
+                char name[72];
+                snprintf(err, errlen, "%s: unexpected keyword argument '%s'", pre,
+                         printable(name, sizeof(name), k, 64));
                 return -1;
             }
             if (vals[idx]) {

@@ -1,6 +1,6 @@
 -- fetch: atomically move due delayed ids to pending, then lease up to N tasks
 -- to one worker. docs/PROTOCOL.md#fetch
--- KEYS: pending, msg, lease, owner, fence, delayed, lost
+-- KEYS: pending, msg, lease, owner, fence, delayed, lost, dead, deadmsg
 -- ARGV: worker_id, max_tasks, lease_ms, promote_max
 -- Returns: token, next_due_ms (-1: none), now_ms, then id, message, lost per task
 local t = redis.call('TIME')
@@ -31,6 +31,20 @@ while got < max and budget > 0 do
   budget = budget - 1
   local id = redis.call('RPOP', KEYS[1])
   if not id then break end
+  if not string.match(id, '^[0-9A-Za-z_-]+$') or #id > 64 then
+    -- Not a task id (written by something that is not a taskq client): no
+    -- key can be built from it safely, so it goes to the dead-letter set
+    -- here, under a printable name, with its bytes in hex.
+    local hex = string.gsub(string.sub(id, 1, 256), '.', function(c)
+      return string.format('%02x', string.byte(c)) end)
+    local name = 'invalid-' .. string.sub(redis.sha1hex(id), 1, 16)
+    local m = redis.call('HGET', KEYS[2], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('ZADD', KEYS[8], now, name)
+    redis.call('HSET', KEYS[9], name, cjson.encode({id = name, at_ms = now,
+      reason = 'malformed message: invalid task id in the queue (hex: ' .. hex .. ')',
+      message_bytes = m and #m or 0}))
+  else
   local m = redis.call('HGET', KEYS[2], id)
   if m and redis.call('HEXISTS', KEYS[4], id) == 0 then
     redis.call('HSET', KEYS[4], id, owner)
@@ -40,6 +54,7 @@ while got < max and budget > 0 do
     out[#out + 1] = m
     out[#out + 1] = tonumber(lost)
     got = got + 1
+  end
   end
 end
 return out

@@ -437,6 +437,37 @@ static void test_scripts_fetch_fifo_and_max(void **state)
     fetched_clear(&f);
 }
 
+/* A list entry that is no task id (too long, binary) cannot name keys: fetch
+ * moves it to the dead-letter set itself and serves the valid task behind it. */
+static void test_scripts_fetch_buries_invalid_ids(void **state)
+{
+    (void)state;
+    char longid[101];
+    memset(longid, 'x', 100);
+    longid[100] = '\0';
+    redisReply *r = cmd("LPUSH %s %s %b", qk("pending"), longid, "bad\0id\xff", (size_t)7);
+    freeReplyObject(r);
+    r = cmd("HSET %s %s %s", qk("msg"), longid, "{}");
+    freeReplyObject(r);
+    enqueue("good", 0);
+    fetched f;
+    fetch(&f, "w1", 5, 1000);
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "good");
+    fetched_clear(&f);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 0);
+    assert_int_equal(cmd_int("ZCARD %s", qk("dead")), 2);
+    assert_int_equal(cmd_int("HEXISTS %s %s", qk("msg"), longid), 0);
+    r = cmd("HVALS %s", qk("deadmsg"));
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    for (size_t i = 0; i < r->elements; i++) {
+        assert_non_null(strstr(r->element[i]->str, "invalid task id in the queue"));
+        assert_non_null(strstr(r->element[i]->str, "\"id\":\"invalid-"));
+    }
+    freeReplyObject(r);
+}
+
 static void test_scripts_enqueue_duplicate_refused(void **state)
 {
     (void)state;
@@ -1119,6 +1150,7 @@ int main(void)
         T(test_scripts_sha_matches_redis),
         T(test_scripts_enqueue_fetch_ack),
         T(test_scripts_fetch_fifo_and_max),
+        T(test_scripts_fetch_buries_invalid_ids),
         T(test_scripts_enqueue_duplicate_refused),
         T(test_scripts_enqueue_queue_cap),
         T(test_scripts_enqueue_clears_stale_result),

@@ -151,10 +151,10 @@ static void test_keys_cmd_fetch(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     tq_cmd_fetch(&c, P, Q, "w:1:ab", 4, 15000, 100);
-    const char *w[] = {TAG "pending", TAG "msg",     TAG "lease", TAG "owner", TAG "fence",
-                       TAG "delayed", TAG "lost",    "w:1:ab",    "4",         "15000",
-                       "100"};
-    expect_cmd(&c, TQ_SCRIPT_FETCH, 7, w, N(w));
+    const char *w[] = {TAG "pending", TAG "msg",  TAG "lease", TAG "owner",   TAG "fence",
+                       TAG "delayed", TAG "lost", TAG "dead",  TAG "deadmsg", "w:1:ab",
+                       "4",           "15000",    "100"};
+    expect_cmd(&c, TQ_SCRIPT_FETCH, 9, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_FETCH);
     tq_cmd_release(&c);
 }

@@ -1015,8 +1015,16 @@ static void heartbeat(tq_worker *w)
         }
         if (n > 0)
             tq_aconn_send(w->cmd, &cmd, extend_cb, w);
-        tq_cmd_recover(&cmd, w->cfg.prefix, w->queues[q].name, RECOVER_MAX);
-        tq_aconn_send(w->cmd, &cmd, recover_cb, &w->queues[q]);
+        /* Settle writes still waiting in our outbox (e.g. re-queued after a
+         * LOADING reply while Redis restarts) must reach Redis before our
+         * own recovery runs: after an outage longer than the lease it would
+         * otherwise take back tasks this worker has already finished, fence
+         * out their results and run them again. Sent writes are ahead of
+         * this on the ordered link anyway. */
+        if (w->outbox.len == 0) {
+            tq_cmd_recover(&cmd, w->cfg.prefix, w->queues[q].name, RECOVER_MAX);
+            tq_aconn_send(w->cmd, &cmd, recover_cb, &w->queues[q]);
+        }
         tq_cmd_release(&cmd);
     }
 }

@@ -33,7 +33,10 @@ redisContext *tq_sconn_connect(const tq_url *u, double timeout_s, char *err, siz
         snprintf(err, errlen, "cannot reach Redis at %s: %s", where, c->errstr);
         goto fail;
     }
-    redisEnableKeepAlive(c);
+    /* TCP only: on a Unix socket SO_KEEPALIVE fails and would leave the
+     * context in an error state. */
+    if (!u->is_unix)
+        redisEnableKeepAlive(c);
     if (u->password) {
         if (u->user)
             r = redisCommand(c, "AUTH %s %s", u->user, u->password);

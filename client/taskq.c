@@ -47,6 +47,7 @@ struct taskq_client {
     long long queue_cap;
     tq_msg_limits limits;
     int validate;
+    int resent; /* the current batch was sent twice (stale link) */
     tq_keyring *keys; /* signing key (first entry), NULL: unsigned */
     sig_entry sigs[SIG_CACHE_MAX];
     size_t nsigs;
@@ -155,7 +156,8 @@ static int ensure_conn(taskq_client *c)
     return 0;
 }
 
-/* The connection broke mid-call: record why, drop it, reconnect next time. */
+/* The connection broke mid-call: record why, drop it, reconnect next time.
+ * Returns 1 when it was a time-out (Redis may still be working on it). */
 static int conn_lost(taskq_client *c)
 {
     const char *why = c->rc ? c->rc->errstr : "not connected";
@@ -164,7 +166,7 @@ static int conn_lost(taskq_client *c)
          timed_out ? "no reply within the time-out" : why);
     redisFree(c->rc);
     c->rc = NULL;
-    return TASKQ_ECONN;
+    return timed_out;
 }
 
 taskq_client *taskq_client_new(const char *url)
@@ -294,11 +296,18 @@ int taskq_client_set_queue_cap(taskq_client *c, long long cap)
 /* Run one command; returns the reply or NULL with err set. */
 static redisReply *run(taskq_client *c, tq_cmd *cmd)
 {
+    int fresh = c->rc == NULL;
     if (ensure_conn(c) < 0)
         return NULL;
     redisReply *r = tq_sconn_run(c->rc, cmd);
-    if (!r)
-        conn_lost(c);
+    /* A connection that sat idle may have died with a Redis restart: give it
+     * one fresh try. Everything sent through here may run twice (reads, or
+     * scripts whose second run is refused or changes nothing). */
+    if (!r && !conn_lost(c) && !fresh && ensure_conn(c) == 0) {
+        r = tq_sconn_run(c->rc, cmd);
+        if (!r)
+            conn_lost(c);
+    }
     return r;
 }
 
@@ -751,8 +760,11 @@ static int enqueue_reply(taskq_client *c, const redisReply *r, const taskq_task 
 {
     if (r->type == REDIS_REPLY_INTEGER)
         return 0;
-    if (tq_reply_is_error(r, "ERR taskq duplicate id") || (r->type == REDIS_REPLY_ERROR && strstr(r->str, "taskq duplicate id")))
+    if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "taskq duplicate id")) {
+        if (c->resent)
+            return 0; /* our own first try got through before the link broke */
         return fail(c, TASKQ_EEXIST, "task id %s is already queued on '%s'", id, t->queue);
+    }
     if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "taskq queue full"))
         return fail(c, TASKQ_EFULL, "queue '%s' is full (%lld tasks)", t->queue, c->queue_cap);
     return fail(c, TASKQ_EREDIS, "enqueue on '%s' failed: %s", t->queue,
@@ -799,9 +811,23 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
         which[nb++] = i;
     }
     if (nb > 0) {
-        if (ensure_conn(c) < 0 || tq_sconn_pipeline(c->rc, cmds, nb, replies) < 0) {
-            if (c->rc)
+        int fresh = c->rc == NULL, again = 0;
+        if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, nb, replies) < 0 &&
+            !conn_lost(c) && !fresh) {
+            /* The link was stale (e.g. Redis restarted since the last call):
+             * send the batch once more on a new one. A task of the first try
+             * that did reach Redis is then refused as a duplicate of its own
+             * id, which means it is queued: see enqueue_reply. */
+            for (size_t k = 0; k < nb; k++) {
+                freeReplyObject(replies[k]);
+                replies[k] = NULL;
+            }
+            again = 1;
+            if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, nb, replies) < 0)
                 conn_lost(c);
+        }
+        c->resent = again;
+        if (!c->rc || (nb > 0 && !replies[nb - 1])) {
             for (size_t k = 0; k < nb; k++)
                 if (codes && !replies[k])
                     codes[which[k]] = TASKQ_ECONN;
@@ -822,6 +848,7 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
             }
             freeReplyObject(replies[k]);
         }
+        c->resent = 0;
     }
     if (ids)
         memcpy(ids, idv, n * TASKQ_ID_SIZE);

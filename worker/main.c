@@ -31,7 +31,7 @@ enum {
     OPT_MAX_TASKS_PER_CHILD, OPT_MAX_MEMORY_PER_CHILD, OPT_RETRIES, OPT_RETRY_BACKOFF,
     OPT_RETRY_BACKOFF_MAX, OPT_SOFT_TIME_LIMIT, OPT_TIME_LIMIT, OPT_MAX_CRASHES, OPT_MAX_LOST,
     OPT_DEAD_MAX, OPT_DEAD_MAX_AGE, OPT_MAX_MESSAGE_BYTES, OPT_MAX_DEPTH, OPT_MAX_ELEMENTS,
-    OPT_MAX_STRING, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_HEALTH_FILE, OPT_ALLOW_ROOT, OPT_USER, OPT_GROUP, OPT_SIGNING_KEYS_FILE, OPT_NO_BUILTINS, OPT_LIST_TASKS, OPT_HELP,
+    OPT_MAX_STRING, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_HEALTH_FILE, OPT_ALLOW_ROOT, OPT_USER, OPT_GROUP, OPT_SIGNING_KEYS_FILE, OPT_PREFETCH, OPT_NO_BUILTINS, OPT_LIST_TASKS, OPT_HELP,
     OPT_VERSION,
 };
 
@@ -41,6 +41,7 @@ static const struct option long_opts[] = {
     {"prefix", required_argument, NULL, OPT_PREFIX},
     {"queues", required_argument, NULL, OPT_QUEUES},
     {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+    {"prefetch", required_argument, NULL, OPT_PREFETCH},
     {"pool", required_argument, NULL, OPT_POOL},
     {"load", required_argument, NULL, OPT_LOAD},
     {"lease", required_argument, NULL, OPT_LEASE},
@@ -93,6 +94,9 @@ static void usage(FILE *out)
 "Work:\n"
 "  --queues A,B,...          queues in priority order (default: default)\n"
 "  --concurrency N           executors (default: number of CPUs)\n"
+"  --prefetch N              tasks taken beyond the idle executors, in the same atomic\n"
+"                            fetch, to save round trips (default: concurrency; 0: none).\n"
+"                            They are leased like running tasks, so nothing is lost\n"
 "  --pool prefork|threads    prefork: forked children, crash isolation, hard time limits\n"
 "                            (default); threads: one process, no hard time limits\n"
 "  --load PATH.so            load a task library (repeatable; TASKQ_LOAD takes a\n"
@@ -147,6 +151,7 @@ typedef struct opts {
     char *health_s;
     char *user_s;
     char *keys_file;
+    int prefetch_set;
     char *group_s;
     int allow_root;
     char **loads;
@@ -227,6 +232,12 @@ static int apply(opts *o, int id, const char *name, const char *v)
         if (int_opt(name, v, 1, 1024, &n) < 0)
             return -1;
         c->concurrency = (int)n;
+        return 0;
+    case OPT_PREFETCH:
+        if (int_opt(name, v, 0, 100000, &n) < 0)
+            return -1;
+        c->prefetch = (int)n;
+        o->prefetch_set = 1;
         return 0;
     case OPT_POOL:
         if (strcmp(v, "prefork") == 0)
@@ -525,6 +536,8 @@ int main(int argc, char **argv)
     }
     if (split_queues(&o) < 0)
         goto out;
+    if (!o.prefetch_set)
+        cfg->prefetch = cfg->concurrency;
     if (!cfg->heartbeat_ms)
         cfg->heartbeat_ms = cfg->lease_ms / 5 > 50 ? cfg->lease_ms / 5 : 50;
     if (cfg->heartbeat_ms * 2 > cfg->lease_ms) {

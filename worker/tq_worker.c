@@ -7,8 +7,10 @@
  * - Writes that settle a task (ops) are queued in order and re-sent after a
  *   reconnect until Redis answers; a fenced-out answer (the lease was lost)
  *   is logged and dropped, because the task's new owner decides.
- * - The worker fetches at most as many tasks as it has idle executors, so
- *   nothing waits in a local buffer.
+ * - The worker fetches at most its idle executors plus --prefetch tasks in
+ *   one atomic call. Prefetched tasks wait in `ready`, but they are leased
+ *   in Redis exactly like running ones (renewed by the heartbeat, recovered
+ *   if this worker dies), so they are never only in this process's memory.
  * - No polling for work: idle workers wait on the queues' wake channel and
  *   on a timer set to the earliest delayed task's due time. A slow safety
  *   sweep covers wake-ups lost while the pub/sub link was down.
@@ -97,8 +99,10 @@ struct tq_worker {
     char wid[320];
     char host[256];
     queue_state *queues;
-    job running; /* list head */
+    job running; /* list head: handed to the pool */
     int nrunning;
+    job ready;   /* list head: fetched and leased, waiting for an executor */
+    int nready;
     int fetching;
     unsigned fetch_gen;
     int fetch_q;
@@ -122,6 +126,7 @@ struct tq_worker {
 };
 
 static void maybe_fetch(tq_worker *w);
+static void start_ready(tq_worker *w);
 static void check_done(tq_worker *w);
 static void pump(tq_worker *w);
 
@@ -132,6 +137,14 @@ static void job_unlink(job *j)
     j->prev->next = j->next;
     j->next->prev = j->prev;
     j->prev = j->next = j;
+}
+
+static void job_append(job *head, job *j)
+{
+    j->prev = head->prev;
+    j->next = head;
+    head->prev->next = j;
+    head->prev = j;
 }
 
 static void job_free(job *j)
@@ -411,6 +424,7 @@ static void set_error(json_t *rec, const char *type, const char *message)
 static void job_finish(tq_worker *w, job *j)
 {
     job_free(j);
+    start_ready(w);
     check_done(w);
     maybe_fetch(w);
 }
@@ -644,6 +658,8 @@ static void pool_progress_cb(void *arg, void *cookie, double fraction, const cha
 
 /* ---- dispatch --------------------------------------------------------- */
 
+static void start_job(tq_worker *w, job *j);
+
 static void dispatch(tq_worker *w, job *j)
 {
     char err[512];
@@ -699,6 +715,25 @@ static void dispatch(tq_worker *w, job *j)
         job_finish(w, j);
         return;
     }
+    /* Validated and leased: wait for an executor. */
+    job_append(&w->ready, j);
+    w->nready++;
+    start_ready(w);
+}
+
+/* Hand ready tasks to idle executors, oldest first. */
+static void start_ready(tq_worker *w)
+{
+    while (w->nready > 0 && w->stopping < 2 && tq_pool_idle(w->pool) > 0) {
+        job *j = w->ready.next;
+        job_unlink(j);
+        w->nready--;
+        start_job(w, j);
+    }
+}
+
+static void start_job(tq_worker *w, job *j)
+{
     tq_pool_job pj = {
         .cookie = j,
         .msg = j->body,
@@ -712,17 +747,28 @@ static void dispatch(tq_worker *w, job *j)
     };
     j->started_ms = tq_now_ms();
     if (tq_pool_submit(w->pool, &pj) < 0) {
-        /* Cannot happen: fetch asks for at most the idle executors. */
-        tq_log_error(w->cfg.log, "no idle executor for task %s; putting it back", j->id);
+        /* Rare: an idle child died between tq_pool_idle and the hand-off. */
+        tq_log_warn(w->cfg.log, "no executor took task %s; putting it back", j->id);
         requeue_job(w, j);
-        job_finish(w, j);
+        job_free(j);
         return;
     }
-    j->prev = w->running.prev;
-    j->next = &w->running;
-    w->running.prev->next = j;
-    w->running.prev = j;
+    job_append(&w->running, j);
     w->nrunning++;
+}
+
+/* Put every fetched-but-not-started task back at the head of its queue. */
+static void requeue_ready(tq_worker *w)
+{
+    if (w->nready > 0)
+        tq_log_info(w->cfg.log, "putting %d prefetched task(s) back on their queues", w->nready);
+    while (w->nready > 0) {
+        job *j = w->ready.prev; /* newest first: the oldest ends at the head */
+        job_unlink(j);
+        w->nready--;
+        requeue_job(w, j);
+        job_free(j);
+    }
 }
 
 /* ---- fetching --------------------------------------------------------- */
@@ -805,15 +851,18 @@ static void maybe_fetch(tq_worker *w)
 {
     if (w->stopping || w->fetching || !tq_aconn_up(w->cmd))
         return;
-    int idle = tq_pool_idle(w->pool);
+    /* Room: idle executors plus the prefetch allowance, less what waits. */
+    int want = tq_pool_idle(w->pool) + w->cfg.prefetch - w->nready;
+    if (want < 0)
+        want = 0;
     for (int q = 0; q < w->cfg.nqueues; q++) {
         queue_state *qs = &w->queues[q];
-        if ((idle > 0 && !qs->empty) || qs->due_now) {
+        if ((want > 0 && !qs->empty) || qs->due_now) {
             tq_cmd cmd;
             tq_cmd_init(&cmd);
-            tq_cmd_fetch(&cmd, w->cfg.prefix, qs->name, w->wid, idle, w->cfg.lease_ms, 10000);
+            tq_cmd_fetch(&cmd, w->cfg.prefix, qs->name, w->wid, want, w->cfg.lease_ms, 10000);
             w->fetch_q = q;
-            w->fetch_max = idle;
+            w->fetch_max = want;
             w->fetch_gen = qs->gen;
             if (tq_aconn_send(w->cmd, &cmd, fetch_cb, w) == 0)
                 w->fetching = 1;
@@ -979,6 +1028,7 @@ static void heartbeat(tq_worker *w)
                              (json_int_t)w->processed, "failed", (json_int_t)w->failed,
                              "retried", (json_int_t)w->retried, "dead", (json_int_t)w->buried,
                              "running", w->nrunning);
+    json_object_set_new(info, "prefetched", json_integer(w->nready));
     json_t *queues = json_array(), *tasks = json_array();
     for (int q = 0; q < w->cfg.nqueues; q++)
         json_array_append_new(queues, json_string(w->queues[q].name));
@@ -1008,6 +1058,12 @@ static void heartbeat(tq_worker *w)
         int n = 0;
         tq_cmd_extend_begin(&cmd, w->cfg.prefix, w->queues[q].name, w->cfg.lease_ms);
         for (job *j = w->running.next; j != &w->running; j = j->next) {
+            if (j->q == q) {
+                tq_cmd_extend_add(&cmd, j->token, j->id);
+                n++;
+            }
+        }
+        for (job *j = w->ready.next; j != &w->ready; j = j->next) {
             if (j->q == q) {
                 tq_cmd_extend_add(&cmd, j->token, j->id);
                 n++;
@@ -1095,7 +1151,7 @@ static void check_done(tq_worker *w)
 {
     /* `fetching`: a fetch sent before the signal may still hand us tasks;
      * they must be put back before we unregister and exit. */
-    if (!w->stopping || w->nrunning > 0 || w->nacks > 0 || w->outbox.len > 0 ||
+    if (!w->stopping || w->nrunning > 0 || w->nready > 0 || w->nacks > 0 || w->outbox.len > 0 ||
         w->inflight.len > 0 || w->fetching || w->unregistering)
         return;
     w->unregistering = 1;
@@ -1119,6 +1175,7 @@ static void go_cold(tq_worker *w, const char *why)
     w->stopping = 2;
     tq_log_warn(w->cfg.log, "cold shutdown (%s): stopping %d running task(s) and putting them back",
                 why, w->nrunning);
+    requeue_ready(w);
     tq_pool_kill(w->pool); /* ABORTED outcomes requeue each job */
     flush_acks(w);
     struct timeval tv = {EXIT_FLUSH_MS / 1000, 0};
@@ -1148,6 +1205,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
                              (suseconds_t)((w->cfg.shutdown_timeout_ms % 1000) * 1000)};
         evtimer_add(w->shutdown_ev, &tv);
         evtimer_del(w->sweep_ev);
+        requeue_ready(w);
         check_done(w);
     } else {
         go_cold(w, sig == SIGINT ? "second signal, SIGINT" : "second signal, SIGTERM");
@@ -1164,6 +1222,7 @@ tq_worker *tq_worker_new(const tq_worker_config *cfg, const tq_registry *reg, ch
     w->cfg = *cfg;
     w->reg = reg;
     w->running.next = w->running.prev = &w->running;
+    w->ready.next = w->ready.prev = &w->ready;
     w->started_ms = tq_now_ms();
     w->base = event_base_new();
     if (!w->base) {
@@ -1273,6 +1332,11 @@ void tq_worker_free(tq_worker *w)
     tq_aconn_free(w->sub);
     while (w->running.next != &w->running) {
         job *j = w->running.next;
+        job_unlink(j);
+        job_free(j);
+    }
+    while (w->ready.next != &w->ready) {
+        job *j = w->ready.next;
         job_unlink(j);
         job_free(j);
     }

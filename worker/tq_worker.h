@@ -20,6 +20,7 @@ typedef struct tq_worker_config {
     int nqueues;
     tq_pool_kind pool;
     int concurrency;
+    int prefetch;               /* tasks fetched beyond the idle executors */
     int64_t lease_ms;           /* task lease; a lost worker's tasks return after this */
     int64_t heartbeat_ms;       /* heartbeat, lease extension and recovery period */
     int64_t result_ttl_ms;

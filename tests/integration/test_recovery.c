@@ -454,8 +454,11 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
 {
     fx *f = *state;
     worker w, w2;
-    const char *const opts[] = {"--concurrency", "4", "--shutdown-timeout", "10", "--heartbeat",
-                                "0.2",           NULL};
+    /* No prefetch: the test tells running tasks from queued ones by their
+     * lease, and a prefetched task is leased too (the next test covers it). */
+    const char *const opts[] = {"--concurrency", "4",          "--shutdown-timeout", "10",
+                                "--heartbeat",   "0.2",        "--prefetch",         "0",
+                                NULL};
     const char *const opts2[] = {"--concurrency", "10", NULL};
     enum { N = WARM_RUNNING + WARM_QUEUED };
     char ids[N][TASKQ_ID_SIZE];
@@ -499,6 +502,49 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
         assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
         assert_int_equal(taskq_result_attempts(r), 1);
         assert_string_equal(taskq_result_worker(r), running[i] ? w.id : w2.id);
+        taskq_result_free(r);
+    }
+}
+
+/* Prefetched tasks (fetched and leased, not started) go back to the head of
+ * the queue at a warm shutdown; only the running one finishes. */
+static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
+{
+    fx *f = *state;
+    worker w, w2;
+    const char *const opts[] = {"--concurrency", "1", "--prefetch", "5", "--heartbeat", "0.2",
+                                NULL};
+    const char *const opts2[] = {"--concurrency", "8", NULL};
+    enum { N = 10 };
+    char ids[N][TASKQ_ID_SIZE];
+    worker_start(&w, f, opts);
+    submit_n(f->c, "{\"task\":\"sleep\",\"args\":[0.5]}", N, ids);
+    assert_true(wait_running(f->rc, w.id, 1, 5000));
+    /* One running plus five prefetched, all leased; four still queued. */
+    assert_int_equal(rint_cmd(f->rc, "HLEN %s", K("owner")), 6);
+    int st = -1;
+    assert_int_equal(th_signal(w.pid, SIGTERM), 0);
+    assert_int_equal(th_wait_exit(w.pid, 10000, &st), 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    int nsucc = 0, npend = 0;
+    for (int i = 0; i < N; i++) {
+        taskq_state s = state_of(f->c, ids[i]);
+        nsucc += s == TASKQ_SUCCESS;
+        npend += s == TASKQ_PENDING;
+    }
+    printf("# faults: warm shutdown with prefetch 5: %d SUCCESS, %d back to PENDING\n", nsucc,
+           npend);
+    assert_int_equal(nsucc, 1);
+    assert_int_equal(npend, N - 1);
+    assert_int_equal(rint_cmd(f->rc, "LLEN %s", K("pending")), N - 1);
+    assert_int_equal(rint_cmd(f->rc, "HLEN %s", K("owner")), 0);
+    assert_int_equal(rint_cmd(f->rc, "ZCARD %s", K("lease")), 0);
+    worker_start(&w2, f, opts2);
+    for (int i = 0; i < N; i++) {
+        taskq_result *r = wait_final(f->c, ids[i], 20);
+        assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
+        assert_int_equal(taskq_result_attempts(r), 1);
         taskq_result_free(r);
     }
 }
@@ -714,6 +760,8 @@ int main(void)
                                         setup_aof, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_warm_shutdown_finishes_running_keeps_queued,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_warm_shutdown_puts_prefetched_back, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_recovery_cold_shutdown_puts_running_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_recovery_shutdown_timeout_puts_running_back, setup,

@@ -16,7 +16,7 @@ void *tq_xrealloc(void *p, size_t n);
 char *tq_xstrdup(const char *s);
 char *tq_xstrndup(const char *s, size_t n);
 /* printf into a new malloc'd string; aborts on OOM. */
-char *tq_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *tq_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2), nonnull(1)));
 
 /* Wall clock and monotonic clock in milliseconds. */
 int64_t tq_now_ms(void);

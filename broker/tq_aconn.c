@@ -21,7 +21,7 @@ struct tq_aconn {
     redisAsyncContext *ac; /* NULL while disconnected */
     int up;
     int closing;
-    int attempt;           /* consecutive failed connects */
+    int attempt; /* consecutive failed connects */
     int pending;
     int64_t last_reply_ms; /* monotonic */
     struct event *retry_ev;
@@ -69,8 +69,8 @@ static void went_down(tq_aconn *c, const char *why)
     evtimer_del(c->connect_ev);
     if (!c->closing) {
         if (was_up || c->attempt == 0)
-            tq_log_warn(c->cfg.log, "redis %s link to %s lost: %s; reconnecting", c->name,
-                        c->where, why);
+            tq_log_warn(c->cfg.log, "redis %s link to %s lost: %s; reconnecting", c->name, c->where,
+                        why);
         else
             tq_log_debug(c->cfg.log, "redis %s link to %s: %s", c->name, c->where, why);
     }
@@ -179,8 +179,7 @@ static void drop_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (c->ac) {
-        tq_log_warn(c->cfg.log, "dropping redis %s link to %s: %s", c->name, c->where,
-                    c->drop_why);
+        tq_log_warn(c->cfg.log, "dropping redis %s link to %s: %s", c->name, c->where, c->drop_why);
         redisAsyncContext *ac = c->ac;
         int was_connected = c->up;
         redisAsyncFree(ac); /* runs pending callbacks with NULL, then disconnect_cb */
@@ -198,7 +197,8 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->up && c->pending > 0 && tq_mono_ms() - c->last_reply_ms > c->cfg.reply_timeout_ms) {
         char why[96];
-        snprintf(why, sizeof(why), "no reply for %lld ms", (long long)(tq_mono_ms() - c->last_reply_ms));
+        snprintf(why, sizeof(why), "no reply for %lld ms",
+                 (long long)(tq_mono_ms() - c->last_reply_ms));
         tq_aconn_drop(c, why);
     }
 }

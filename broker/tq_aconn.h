@@ -24,14 +24,14 @@ typedef void (*tq_aconn_reply_fn)(tq_aconn *c, redisReply *reply, void *privdata
 typedef void (*tq_aconn_event_fn)(tq_aconn *c, int up, void *arg);
 
 typedef struct tq_aconn_config {
-    const tq_url *url;         /* borrowed; must outlive the connection */
-    const tq_logger *log;      /* borrowed */
-    const char *name;          /* "commands", "wake" (copied) */
-    int64_t connect_timeout_ms;/* default 5000 */
-    int64_t reply_timeout_ms;  /* watchdog; 0: off */
-    int64_t backoff_base_ms;   /* default 100 */
-    int64_t backoff_cap_ms;    /* default 5000 */
-    int load_scripts;          /* 1: SCRIPT LOAD every script after connecting */
+    const tq_url *url;          /* borrowed; must outlive the connection */
+    const tq_logger *log;       /* borrowed */
+    const char *name;           /* "commands", "wake" (copied) */
+    int64_t connect_timeout_ms; /* default 5000 */
+    int64_t reply_timeout_ms;   /* watchdog; 0: off */
+    int64_t backoff_base_ms;    /* default 100 */
+    int64_t backoff_cap_ms;     /* default 5000 */
+    int load_scripts;           /* 1: SCRIPT LOAD every script after connecting */
     tq_aconn_event_fn on_event;
     void *arg;
 } tq_aconn_config;

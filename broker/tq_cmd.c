@@ -114,8 +114,7 @@ static void add_wake(tq_cmd *c, const char *prefix, const char *queue)
 }
 
 void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
-                    const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms,
-                    long long cap)
+                    const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms, long long cap)
 {
     tq_cmd_script(c, TQ_SCRIPT_ENQUEUE, 5);
     add_qkey(c, prefix, queue, "msg");
@@ -209,9 +208,9 @@ void tq_cmd_ack_end(tq_cmd *c)
     c->argvlen[npos] = (size_t)len;
 }
 
-void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id,
-                  long long token, const char *msg, size_t msglen, const char *record,
-                  int64_t delay_ms, int64_t result_ttl_ms)
+void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,
+                  const char *msg, size_t msglen, const char *record, int64_t delay_ms,
+                  int64_t result_ttl_ms)
 {
     tq_cmd_script(c, TQ_SCRIPT_RETRY, 7);
     add_qkey(c, prefix, queue, "msg");
@@ -243,9 +242,9 @@ void tq_cmd_requeue(tq_cmd *c, const char *prefix, const char *queue, long long 
         tq_cmd_add_str(c, ids[i]);
 }
 
-void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *id,
-                 long long token, const char *reason, const char *record, int64_t result_ttl_ms,
-                 long long dead_max, int64_t dead_max_age_ms, const char *dead_entry)
+void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,
+                 const char *reason, const char *record, int64_t result_ttl_ms, long long dead_max,
+                 int64_t dead_max_age_ms, const char *dead_entry)
 {
     tq_cmd_script(c, TQ_SCRIPT_BURY, 8);
     add_qkey(c, prefix, queue, "msg");

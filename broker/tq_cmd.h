@@ -15,7 +15,7 @@ typedef struct tq_cmd {
     int cap;
     char **argv;
     size_t *argvlen;
-    int script;   /* tq_script_id, or -1 for a plain command */
+    int script; /* tq_script_id, or -1 for a plain command */
 } tq_cmd;
 
 void tq_cmd_init(tq_cmd *c);
@@ -46,9 +46,9 @@ void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long lon
 void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                     const char *state, const char *record, size_t recordlen);
 void tq_cmd_ack_end(tq_cmd *c);
-void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id,
-                  long long token, const char *msg, size_t msglen, const char *record,
-                  int64_t delay_ms, int64_t result_ttl_ms);
+void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,
+                  const char *msg, size_t msglen, const char *record, int64_t delay_ms,
+                  int64_t result_ttl_ms);
 void tq_cmd_requeue(tq_cmd *c, const char *prefix, const char *queue, long long token,
                     const char *const *ids, int n);
 void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *id,
@@ -59,7 +59,7 @@ void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *i
 void tq_cmd_extend_begin(tq_cmd *c, const char *prefix, const char *queue, int64_t lease_ms);
 void tq_cmd_extend_add(tq_cmd *c, long long token, const char *id);
 void tq_cmd_progress(tq_cmd *c, const char *prefix, const char *queue, const char *id,
-                      long long token, const char *record, int64_t result_ttl_ms);
+                     long long token, const char *record, int64_t result_ttl_ms);
 void tq_cmd_recover(tq_cmd *c, const char *prefix, const char *queue, int max);
 void tq_cmd_revoke(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                    const char *record, int64_t result_ttl_ms);

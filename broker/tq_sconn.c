@@ -16,7 +16,8 @@ static void describe(const tq_url *u, char *buf, size_t len)
 redisContext *tq_sconn_connect(const tq_url *u, double timeout_s, char *err, size_t errlen)
 {
     char where[320];
-    struct timeval tv = {(time_t)timeout_s, (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
+    struct timeval tv = {(time_t)timeout_s,
+                         (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
     redisContext *c;
     redisReply *r = NULL;
 

@@ -152,8 +152,10 @@ int tq_keyring_load_file(tq_keyring *kr, const char *path, char *err, size_t err
         return -1;
     }
     if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077)) {
-        snprintf(err, errlen, "key file %s is accessible by group or others (mode %03o); "
-                 "chmod 600 it", path, (unsigned)(st.st_mode & 0777));
+        snprintf(err, errlen,
+                 "key file %s is accessible by group or others (mode %03o); "
+                 "chmod 600 it",
+                 path, (unsigned)(st.st_mode & 0777));
         goto out;
     }
     while (fgets(line, sizeof(line), f)) {

@@ -41,7 +41,7 @@ typedef enum {
     TQ_SIGN_UNSIGNED = -1,  /* no envelope, and the keyring requires one */
     TQ_SIGN_MALFORMED = -2, /* an envelope that cannot be read */
     TQ_SIGN_UNKNOWN_KID = -3,
-    TQ_SIGN_BAD = -4,       /* the signature does not match */
+    TQ_SIGN_BAD = -4, /* the signature does not match */
 } tq_sign_status;
 
 /* Check and strip an envelope before anything parses the message. With a

@@ -47,7 +47,7 @@ struct taskq_client {
     long long queue_cap;
     tq_msg_limits limits;
     int validate;
-    int resent; /* the current batch was sent twice (stale link) */
+    int resent;       /* the current batch was sent twice (stale link) */
     tq_keyring *keys; /* signing key (first entry), NULL: unsigned */
     sig_entry sigs[SIG_CACHE_MAX];
     size_t nsigs;
@@ -161,7 +161,8 @@ static int ensure_conn(taskq_client *c)
 static int conn_lost(taskq_client *c)
 {
     const char *why = c->rc ? c->rc->errstr : "not connected";
-    int timed_out = c->rc && c->rc->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+    int timed_out =
+        c->rc && c->rc->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
     fail(c, TASKQ_ECONN, "lost connection to Redis at %s: %s", c->where,
          timed_out ? "no reply within the time-out" : why);
     redisFree(c->rc);
@@ -328,7 +329,9 @@ int taskq_client_ping(taskq_client *c)
     redisReply *r = run_fmt(c, 1, argv);
     if (!r)
         return c->err;
-    int rc = r->type == REDIS_REPLY_STATUS ? 0 : fail(c, TASKQ_EREDIS, "PING failed: %s", r->str ? r->str : "?");
+    int rc = r->type == REDIS_REPLY_STATUS
+                 ? 0
+                 : fail(c, TASKQ_EREDIS, "PING failed: %s", r->str ? r->str : "?");
     freeReplyObject(r);
     if (rc == 0)
         ok(c);
@@ -340,7 +343,8 @@ static int check_queue(taskq_client *c, const char **queue)
     if (!*queue)
         *queue = DEFAULT_QUEUE;
     if (!tq_valid_queue(*queue))
-        return fail(c, TASKQ_EINVAL, "invalid queue name '%.80s' (1..64 of [0-9A-Za-z_.-])", *queue);
+        return fail(c, TASKQ_EINVAL, "invalid queue name '%.80s' (1..64 of [0-9A-Za-z_.-])",
+                    *queue);
     return 0;
 }
 
@@ -555,10 +559,11 @@ int taskq_task_apply_json(taskq_task *t, const char *json_object)
         tfail(t, "a task line must be a JSON object");
         goto out;
     }
-    json_object_foreach(o, k, v) {
-        static const char *const known[] = {"task", "args", "kwargs", "queue", "id",
-                                            "countdown", "eta", "expires", "retries",
-                                            "soft_limit", "hard_limit", NULL};
+    json_object_foreach(o, k, v)
+    {
+        static const char *const known[] = {"task",    "args",       "kwargs",     "queue",
+                                            "id",      "countdown",  "eta",        "expires",
+                                            "retries", "soft_limit", "hard_limit", NULL};
         int found = 0;
         for (int i = 0; known[i]; i++)
             found |= strcmp(k, known[i]) == 0;
@@ -710,8 +715,8 @@ static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char
         return fail(c, TASKQ_EINVAL, "task has no valid name");
     if (c->validate) {
         sig_entry *e = sig_find(c, t->name);
-        if (e && e->sig && tq_sig_bind(e->sig, t->name, t->args, t->kwargs, NULL, err,
-                                       sizeof(err)) < 0)
+        if (e && e->sig &&
+            tq_sig_bind(e->sig, t->name, t->args, t->kwargs, NULL, err, sizeof(err)) < 0)
             return fail(c, TASKQ_EINVAL, "%s", err);
     }
     if (t->id[0])
@@ -725,7 +730,8 @@ static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char
     if (t->retries >= 0)
         tq_msg_set_int(m, "retries", t->retries);
     if (t->eta_ms || t->countdown_ms)
-        tq_msg_set_int(m, "eta_ms", t->eta_ms > now + t->countdown_ms ? t->eta_ms : now + t->countdown_ms);
+        tq_msg_set_int(m, "eta_ms",
+                       t->eta_ms > now + t->countdown_ms ? t->eta_ms : now + t->countdown_ms);
     if (t->expires_ms_rel)
         tq_msg_set_int(m, "expires_ms", now + t->expires_ms_rel);
     if (t->soft_ms)
@@ -790,7 +796,7 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
     tq_cmd *cmds = tq_xcalloc(n ? n : 1, sizeof(*cmds));
     size_t *which = tq_xcalloc(n ? n : 1, sizeof(*which));
     redisReply **replies = tq_xcalloc(n ? n : 1, sizeof(*replies));
-    char (*idv)[TASKQ_ID_SIZE] = tq_xcalloc(n ? n : 1, TASKQ_ID_SIZE);
+    char(*idv)[TASKQ_ID_SIZE] = tq_xcalloc(n ? n : 1, TASKQ_ID_SIZE);
     char firstmsg[sizeof(c->errstr)] = "";
 
     if (c->validate)
@@ -960,7 +966,8 @@ static int fetch_state(taskq_client *c, const char *queue, const char *id, taskq
     } else if (r->element[2]->integer == 1) {
         *out = result_derived(queue, id, TASKQ_PENDING);
     } else {
-        rc = fail(c, TASKQ_ENOTFOUND, "no task %s on queue '%s' (never submitted, or its result expired)", id, queue);
+        rc = fail(c, TASKQ_ENOTFOUND,
+                  "no task %s on queue '%s' (never submitted, or its result expired)", id, queue);
         goto out;
     }
     rc = 0;
@@ -1273,7 +1280,8 @@ int taskq_dead_requeue(taskq_client *c, const char *queue, const char *id)
     size_t bodylen = 0;
     /* Strip (not verify) a signature envelope: the message is re-signed
      * with this client's key below. */
-    if (raw && tq_sign_unwrap(NULL, raw, strlen(raw), &body, &bodylen, NULL, err, sizeof(err)) != TQ_SIGN_OK)
+    if (raw && tq_sign_unwrap(NULL, raw, strlen(raw), &body, &bodylen, NULL, err, sizeof(err)) !=
+                   TQ_SIGN_OK)
         raw = NULL;
     if (!raw || tq_msg_decode(body, bodylen, &c->limits, &m, err, sizeof(err)) != TQ_MSG_OK) {
         rc = fail(c, TASKQ_EINVAL,

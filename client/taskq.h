@@ -174,11 +174,10 @@ TASKQ_API int taskq_result_get(taskq_client *c, const char *queue, const char *i
 /* Wait until the task reaches a final state (SUCCESS, FAILURE, REVOKED), for
  * at most `timeout` seconds (< 0: no limit). Blocks in Redis (no polling).
  * TASKQ_ETIMEDOUT when the time ran out; *out then holds the latest state. */
-TASKQ_API int taskq_result_wait(taskq_client *c, const char *queue, const char *id,
-                                double timeout, taskq_result **out);
+TASKQ_API int taskq_result_wait(taskq_client *c, const char *queue, const char *id, double timeout,
+                                taskq_result **out);
 /* The state only. */
-TASKQ_API int taskq_state_get(taskq_client *c, const char *queue, const char *id,
-                              taskq_state *out);
+TASKQ_API int taskq_state_get(taskq_client *c, const char *queue, const char *id, taskq_state *out);
 /* Cancel a task that has not started: its state becomes REVOKED.
  * TASKQ_ESTATE if it already started or finished, TASKQ_ENOTFOUND if unknown. */
 TASKQ_API int taskq_cancel(taskq_client *c, const char *queue, const char *id);
@@ -211,8 +210,7 @@ TASKQ_API int taskq_dead_show(taskq_client *c, const char *queue, const char *id
 /* Put a dead-lettered task back on its queue with its attempts reset. */
 TASKQ_API int taskq_dead_requeue(taskq_client *c, const char *queue, const char *id);
 /* Remove one entry (id) or, with id NULL, every entry; *removed gets the count. */
-TASKQ_API int taskq_dead_purge(taskq_client *c, const char *queue, const char *id,
-                               size_t *removed);
+TASKQ_API int taskq_dead_purge(taskq_client *c, const char *queue, const char *id, size_t *removed);
 
 #ifdef __cplusplus
 }

@@ -24,52 +24,56 @@ enum {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-"Usage: taskq-submit [OPTION]... TASK [ARG]...\n"
-"       taskq-submit [OPTION]... --bulk FILE|-\n"
-"       taskq-submit result ID [--wait] [--timeout S] [--json] [--queue Q]\n"
-"       taskq-submit cancel ID [--queue Q]\n"
-"       taskq-submit dead list|show ID|requeue ID|purge [ID] [--queue Q]\n"
-"       taskq-submit --list-tasks [--json]\n"
-"\n"
-"Submit a task to a taskq queue. Each ARG is a JSON literal:\n"
-"  taskq-submit add 2 3            taskq-submit echo '{\"a\":[1,2]}' '\"text\"'\n"
-"\n"
-"Task options:\n"
-"  --kw NAME=JSON        keyword argument (repeatable)\n"
-"  --queue Q             queue (default: default)\n"
-"  --id ID               use this task id instead of a random one\n"
-"  --countdown S         run no earlier than S seconds from now\n"
-"  --eta TIME            run no earlier than TIME (ISO 8601, e.g. 2026-11-25T10:00:00Z)\n"
-"  --expires S           do not run if not started within S seconds\n"
-"  --retries N           maximum retries after the first attempt\n"
-"  --soft-time-limit S   soft time limit      --time-limit S   hard time limit\n"
-"Waiting and output:\n"
-"  --wait                wait for the result and print it\n"
-"  --timeout S           give up waiting after S seconds (default: wait forever)\n"
-"  --json                machine-readable output: one JSON object per task with id,\n"
-"                        state, and result or error\n"
-"  --list-tasks          every task running workers offer, with its signature\n"
-"  --no-validate         do not check arguments against published signatures\n"
-"  --bulk FILE|-         one task per line, each a JSON object {\"task\":..,\"args\":[..],\n"
-"                        \"kwargs\":{..},\"queue\":..,\"countdown\":..}; options above are\n"
-"                        defaults; submitted pipelined; prints one id per line\n"
-"Connection:\n"
-"  --redis URL           (or TASKQ_REDIS_URL) redis://[[user]:password@]host[:port][/db]\n"
-"                        or unix:///path.sock?db=N; default redis://127.0.0.1:6379/0\n"
-"  --redis-url-file PATH read the URL from a file (keeps passwords off the command line)\n"
-"  --prefix PREFIX       key prefix (default taskq:, or TASKQ_PREFIX)\n"
-"  --help, --version\n"
-"\n"
-"Exit status:\n"
-"  0   submitted (with --wait: the task succeeded)\n"
-"  1   with --wait: the task failed or was revoked\n"
-"  2   with --wait: the time-out passed before the task finished\n"
-"  3   no such task (result, cancel, dead)\n"
-"  64  usage error (bad option, argument that is not JSON)\n"
-"  65  refused: invalid task, message too large, duplicate id, queue full, not cancellable\n"
-"  69  Redis unreachable\n"
-"  70  internal or protocol error\n");
+    fprintf(
+        out,
+        "Usage: taskq-submit [OPTION]... TASK [ARG]...\n"
+        "       taskq-submit [OPTION]... --bulk FILE|-\n"
+        "       taskq-submit result ID [--wait] [--timeout S] [--json] [--queue Q]\n"
+        "       taskq-submit cancel ID [--queue Q]\n"
+        "       taskq-submit dead list|show ID|requeue ID|purge [ID] [--queue Q]\n"
+        "       taskq-submit --list-tasks [--json]\n"
+        "\n"
+        "Submit a task to a taskq queue. Each ARG is a JSON literal:\n"
+        "  taskq-submit add 2 3            taskq-submit echo '{\"a\":[1,2]}' '\"text\"'\n"
+        "\n"
+        "Task options:\n"
+        "  --kw NAME=JSON        keyword argument (repeatable)\n"
+        "  --queue Q             queue (default: default)\n"
+        "  --id ID               use this task id instead of a random one\n"
+        "  --countdown S         run no earlier than S seconds from now\n"
+        "  --eta TIME            run no earlier than TIME (ISO 8601, e.g. 2026-11-25T10:00:00Z)\n"
+        "  --expires S           do not run if not started within S seconds\n"
+        "  --retries N           maximum retries after the first attempt\n"
+        "  --soft-time-limit S   soft time limit      --time-limit S   hard time limit\n"
+        "Waiting and output:\n"
+        "  --wait                wait for the result and print it\n"
+        "  --timeout S           give up waiting after S seconds (default: wait forever)\n"
+        "  --json                machine-readable output: one JSON object per task with id,\n"
+        "                        state, and result or error\n"
+        "  --list-tasks          every task running workers offer, with its signature\n"
+        "  --no-validate         do not check arguments against published signatures\n"
+        "  --bulk FILE|-         one task per line, each a JSON object "
+        "{\"task\":..,\"args\":[..],\n"
+        "                        \"kwargs\":{..},\"queue\":..,\"countdown\":..}; options above "
+        "are\n"
+        "                        defaults; submitted pipelined; prints one id per line\n"
+        "Connection:\n"
+        "  --redis URL           (or TASKQ_REDIS_URL) redis://[[user]:password@]host[:port][/db]\n"
+        "                        or unix:///path.sock?db=N; default redis://127.0.0.1:6379/0\n"
+        "  --redis-url-file PATH read the URL from a file (keeps passwords off the command line)\n"
+        "  --prefix PREFIX       key prefix (default taskq:, or TASKQ_PREFIX)\n"
+        "  --help, --version\n"
+        "\n"
+        "Exit status:\n"
+        "  0   submitted (with --wait: the task succeeded)\n"
+        "  1   with --wait: the task failed or was revoked\n"
+        "  2   with --wait: the time-out passed before the task finished\n"
+        "  3   no such task (result, cancel, dead)\n"
+        "  64  usage error (bad option, argument that is not JSON)\n"
+        "  65  refused: invalid task, message too large, duplicate id, queue full, not "
+        "cancellable\n"
+        "  69  Redis unreachable\n"
+        "  70  internal or protocol error\n");
 }
 
 typedef struct cli {
@@ -127,10 +131,21 @@ static int task_opt_failed(cli *c, const char *opt)
  * argument, not an option. */
 static int parse_args(cli *c, int argc, char **argv)
 {
-    static const char *const with_value[] = {"kw", "queue", "id", "countdown", "eta", "expires",
-                                             "retries", "soft-time-limit", "time-limit",
-                                             "timeout", "bulk", "redis", "redis-url-file",
-                                             "prefix", NULL};
+    static const char *const with_value[] = {"kw",
+                                             "queue",
+                                             "id",
+                                             "countdown",
+                                             "eta",
+                                             "expires",
+                                             "retries",
+                                             "soft-time-limit",
+                                             "time-limit",
+                                             "timeout",
+                                             "bulk",
+                                             "redis",
+                                             "redis-url-file",
+                                             "prefix",
+                                             NULL};
     double soft = 0, hard = 0;
     int only_pos = 0;
     c->timeout = -1;
@@ -223,14 +238,17 @@ static int parse_args(cli *c, int argc, char **argv)
             free(q);
             json_decref(s);
             if (taskq_task_apply_json(c->defaults, line) < 0) {
-                fprintf(stderr, "taskq-submit: --eta expects an ISO 8601 time such as "
-                                "2026-11-25T10:00:00Z, got '%.60s'\n", val);
+                fprintf(stderr,
+                        "taskq-submit: --eta expects an ISO 8601 time such as "
+                        "2026-11-25T10:00:00Z, got '%.60s'\n",
+                        val);
                 return -1;
             }
         } else if (strcmp(name, "retries") == 0) {
             char *end;
             long n = strtol(val, &end, 10);
-            if (*val == '\0' || *end || taskq_task_set_retries(c->defaults, (int)n) < 0 || n > 1000) {
+            if (*val == '\0' || *end || taskq_task_set_retries(c->defaults, (int)n) < 0 ||
+                n > 1000) {
                 fprintf(stderr, "taskq-submit: --retries expects an integer in [0, 1000]\n");
                 return -1;
             }
@@ -264,7 +282,8 @@ static int parse_args(cli *c, int argc, char **argv)
         } else if (strcmp(name, "prefix") == 0) {
             c->prefix = val;
         } else {
-            fprintf(stderr, "taskq-submit: unknown option --%s\nTry 'taskq-submit --help'.\n", name);
+            fprintf(stderr, "taskq-submit: unknown option --%s\nTry 'taskq-submit --help'.\n",
+                    name);
             return -1;
         }
     }
@@ -307,8 +326,9 @@ static int print_result(cli *c, const taskq_result *r, int timed_out)
     } else if (c->json) {
         json_t *rec = json_loads(taskq_result_json(r), 0, NULL);
         if (rec && !json_object_get(rec, "error"))
-            json_object_set_new(rec, "error", json_pack("{s:s, s:s}", "type", "Timeout",
-                                                        "message", "still running when --timeout passed"));
+            json_object_set_new(rec, "error",
+                                json_pack("{s:s, s:s}", "type", "Timeout", "message",
+                                          "still running when --timeout passed"));
         char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
         printf("%s\n", s ? s : taskq_result_json(r));
         free(s);
@@ -320,7 +340,9 @@ static int print_result(cli *c, const taskq_result *r, int timed_out)
                 taskq_result_id(r), taskq_state_name(st));
     } else if (st == TASKQ_FAILURE || st == TASKQ_REVOKED || st == TASKQ_RETRY) {
         fprintf(stderr, "taskq-submit: task %s %s: %s: %s\n", taskq_result_id(r),
-                st == TASKQ_REVOKED ? "was revoked" : st == TASKQ_RETRY ? "is waiting to retry" : "failed",
+                st == TASKQ_REVOKED ? "was revoked"
+                : st == TASKQ_RETRY ? "is waiting to retry"
+                                    : "failed",
                 taskq_result_error_type(r) ? taskq_result_error_type(r) : "Error",
                 taskq_result_error_message(r) ? taskq_result_error_message(r) : "");
         printf("%s\n", taskq_state_name(st));
@@ -540,8 +562,10 @@ static int cmd_dead(cli *c)
     const char *id = c->npos > 2 ? c->pos[2] : NULL;
     char *json = NULL;
     size_t n = 0;
-    if (strcmp(sub, "list") && strcmp(sub, "show") && strcmp(sub, "requeue") && strcmp(sub, "purge")) {
-        fprintf(stderr, "taskq-submit: dead: unknown action '%.40s' (list, show, requeue, purge)\n", sub);
+    if (strcmp(sub, "list") && strcmp(sub, "show") && strcmp(sub, "requeue") &&
+        strcmp(sub, "purge")) {
+        fprintf(stderr, "taskq-submit: dead: unknown action '%.40s' (list, show, requeue, purge)\n",
+                sub);
         return EXIT_USAGE;
     }
     if ((!strcmp(sub, "show") || !strcmp(sub, "requeue")) && !id) {
@@ -559,10 +583,15 @@ static int cmd_dead(cli *c)
             } else {
                 json_t *arr = json_loads(json, 0, NULL), *e;
                 size_t i;
-                json_array_foreach(arr, i, e) {
+                json_array_foreach(arr, i, e)
+                {
                     printf("%s  %-20s %s\n", json_string_value(json_object_get(e, "id")),
-                           json_string_value(json_object_get(e, "task")) ? json_string_value(json_object_get(e, "task")) : "-",
-                           json_string_value(json_object_get(e, "reason")) ? json_string_value(json_object_get(e, "reason")) : "");
+                           json_string_value(json_object_get(e, "task"))
+                               ? json_string_value(json_object_get(e, "task"))
+                               : "-",
+                           json_string_value(json_object_get(e, "reason"))
+                               ? json_string_value(json_object_get(e, "reason"))
+                               : "");
                 }
                 json_decref(arr);
             }
@@ -606,7 +635,8 @@ static int cmd_list_tasks(cli *c)
         size_t i;
         if (json_array_size(arr) == 0)
             fprintf(stderr, "taskq-submit: no worker has published its tasks (is one running?)\n");
-        json_array_foreach(arr, i, e) {
+        json_array_foreach(arr, i, e)
+        {
             const char *spec = json_string_value(json_object_get(e, "spec"));
             const char *doc = json_string_value(json_object_get(e, "doc"));
             char sig[512];

@@ -12,8 +12,8 @@ typedef enum { TQ_LOG_TEXT, TQ_LOG_JSON } tq_log_format;
 typedef struct tq_logger {
     tq_log_level level;
     tq_log_format format;
-    FILE *out;         /* borrowed; stderr when NULL */
-    const char *name;  /* borrowed; "worker", "child" ... */
+    FILE *out;        /* borrowed; stderr when NULL */
+    const char *name; /* borrowed; "worker", "child" ... */
 } tq_logger;
 
 /* Returns 0 and sets *out, or -1 for an unknown name. */

@@ -107,7 +107,8 @@ static int walk_value(walk *w, const json_t *v, int depth)
     if (json_is_array(v)) {
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             if (walk_value(w, e, depth + 1) < 0)
                 return -1;
         }
@@ -116,7 +117,8 @@ static int walk_value(walk *w, const json_t *v, int depth)
         json_t *e;
         /* jansson's iterators take a non-const object; walking does not modify it. */
         json_t *obj = (json_t *)(uintptr_t)v;
-        json_object_foreach(obj, k, e) {
+        json_object_foreach(obj, k, e)
+        {
             if (strlen(k) > w->lim->max_string) {
                 snprintf(w->err, w->errlen, "%s: a key exceeds %zu bytes (limit max_string)",
                          w->what, w->lim->max_string);
@@ -157,8 +159,8 @@ const char *tq_json_type_name(const json_t *v)
 
 /* Fetch an optional integer field in [min, max]; -1 on a type or range error
  * (reason in err). */
-static int get_int(const json_t *root, const char *field, int required, int64_t min,
-                   int64_t max, int64_t *out, int64_t dflt, char *err, size_t errlen)
+static int get_int(const json_t *root, const char *field, int required, int64_t min, int64_t max,
+                   int64_t *out, int64_t dflt, char *err, size_t errlen)
 {
     json_t *v = json_object_get(root, field);
     if (!v || json_is_null(v)) {
@@ -259,8 +261,8 @@ int tq_msg_decode(const char *buf, size_t len, const tq_msg_limits *lim, tq_msg 
     if (get_str(root, "id", tq_valid_id, "task id ([0-9A-Za-z_-]{1,64})", err, errlen) < 0 ||
         get_str(root, "task", tq_valid_task_name, "task name (printable ASCII, 1..128)", err,
                 errlen) < 0 ||
-        get_str(root, "queue", tq_valid_queue, "queue name ([0-9A-Za-z_.-]{1,64})", err,
-                errlen) < 0)
+        get_str(root, "queue", tq_valid_queue, "queue name ([0-9A-Za-z_.-]{1,64})", err, errlen) <
+            0)
         goto out;
     json_t *args = json_object_get(root, "args"), *kwargs = json_object_get(root, "kwargs");
     if (!args) {

@@ -18,7 +18,7 @@
 
 typedef enum { T_ANY, T_INT, T_FLOAT, T_STRING, T_BOOL, T_ARRAY, T_OBJECT, T_NULL } ptype;
 
-static const char *const type_names[] = {"any", "int", "float", "string",
+static const char *const type_names[] = {"any",  "int",   "float",  "string",
                                          "bool", "array", "object", "null"};
 
 typedef struct param {
@@ -143,8 +143,7 @@ static void fmt_num(double d, char *buf, size_t len)
 }
 
 /* Check v against p's type and bounds; `what` names it in messages. */
-static int check_value(const param *p, const json_t *v, const char *task, char *err,
-                       size_t errlen)
+static int check_value(const param *p, const json_t *v, const char *task, char *err, size_t errlen)
 {
     char got[96], b[40];
     const char *pre = task && *task ? task : "call";
@@ -246,7 +245,8 @@ static int add_param(tq_sig *sig, param *p, char *err, size_t errlen)
         snprintf(err, errlen, "parameter '%s': bounds [min..max] with min above max", p->name);
         return -1;
     }
-    if (is_length_type(p->type) && ((p->has_min && !whole(p->min)) || (p->has_max && !whole(p->max)))) {
+    if (is_length_type(p->type) &&
+        ((p->has_min && !whole(p->min)) || (p->has_max && !whole(p->max)))) {
         snprintf(err, errlen, "parameter '%s': length bounds must be whole numbers >= 0", p->name);
         return -1;
     }
@@ -274,7 +274,8 @@ tq_sig *tq_sig_parse(const char *spec, char *err, size_t errlen)
         while (isalnum((unsigned char)*s) || *s == '_')
             s++;
         if (!valid_name(name, (size_t)(s - name))) {
-            snprintf(err, errlen, "parameter %zu: expected a name ([A-Za-z_][A-Za-z0-9_]*, at most 64)",
+            snprintf(err, errlen,
+                     "parameter %zu: expected a name ([A-Za-z_][A-Za-z0-9_]*, at most 64)",
                      sig->n + 1);
             goto fail;
         }
@@ -289,10 +290,11 @@ tq_sig *tq_sig_parse(const char *spec, char *err, size_t errlen)
         while (isalpha((unsigned char)*s))
             s++;
         if (type_parse(tname, (size_t)(s - tname), &p.type) < 0) {
-            snprintf(err, errlen,
-                     "parameter '%s': unknown type '%.*s' (int, float, string, bool, array, object, "
-                     "null, any)",
-                     p.name, (int)((size_t)(s - tname) > 20 ? 20 : (size_t)(s - tname)), tname);
+            snprintf(
+                err, errlen,
+                "parameter '%s': unknown type '%.*s' (int, float, string, bool, array, object, "
+                "null, any)",
+                p.name, (int)((size_t)(s - tname) > 20 ? 20 : (size_t)(s - tname)), tname);
             goto fail;
         }
         s = skip_ws(s);
@@ -312,8 +314,9 @@ tq_sig *tq_sig_parse(const char *spec, char *err, size_t errlen)
         if (*s == '=') {
             json_error_t je;
             s = skip_ws(s + 1);
-            p.deflt = json_loadb(s, strlen(s), JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK |
-                                                   JSON_REJECT_DUPLICATES, &je);
+            p.deflt =
+                json_loadb(s, strlen(s),
+                           JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &je);
             if (!p.deflt) {
                 char why[160];
                 snprintf(err, errlen, "parameter '%s': default is not a JSON literal: %s", p.name,
@@ -326,8 +329,8 @@ tq_sig *tq_sig_parse(const char *spec, char *err, size_t errlen)
             p.optional = 1;
             s = skip_ws(s + 1);
         } else if (sig->n > 0 && sig->p[sig->n - 1].optional) {
-            snprintf(err, errlen, "parameter '%s': a required parameter cannot follow an optional one",
-                     p.name);
+            snprintf(err, errlen,
+                     "parameter '%s': a required parameter cannot follow an optional one", p.name);
             goto fail;
         }
         if (*s == ',') {
@@ -380,7 +383,8 @@ tq_sig *tq_sig_from_json(const json_t *j, char *err, size_t errlen)
         return NULL;
     }
     sig = tq_xcalloc(1, sizeof(*sig));
-    json_array_foreach(j, i, o) {
+    json_array_foreach(j, i, o)
+    {
         param p;
         memset(&p, 0, sizeof(p));
         const char *name = json_string_value(json_object_get(o, "name"));
@@ -443,8 +447,7 @@ char *tq_sig_to_string(const tq_sig *s)
         if (p->deflt)
             dflt = json_dumps(p->deflt, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
         char *item = tq_xasprintf("%s%s:%s%s%s%s", i ? ", " : "", p->name, type_names[p->type],
-                                  bounds, dflt ? "=" : (p->optional ? "?" : ""),
-                                  dflt ? dflt : "");
+                                  bounds, dflt ? "=" : (p->optional ? "?" : ""), dflt ? dflt : "");
         free(dflt);
         size_t n = strlen(item);
         if (len + n + 1 > cap) {
@@ -493,7 +496,8 @@ int tq_sig_bind(const tq_sig *s, const char *task, const json_t *args, const jso
     for (size_t i = 0; i < nargs; i++)
         vals[i] = json_array_get(args, i);
     if (kwargs) {
-        json_object_foreach((json_t *)(uintptr_t)kwargs, k, v) {
+        json_object_foreach((json_t *)(uintptr_t)kwargs, k, v)
+        {
             ssize_t idx = find_param(s, k);
             if (idx < 0) {
                 char name[72];

@@ -436,9 +436,9 @@ static int start_server(th_redis_server *s, int keep_port)
         snprintf(s->url, sizeof(s->url), "redis://%s:%d/0", s->host, s->port);
         char port[16];
         snprintf(port, sizeof(port), "%d", s->port);
-        const char *argv[256] = {"redis-server", "--port", port, "--bind", s->host,
-                                "--save", "", "--appendonly", "no", "--dir", s->dir,
-                                "--daemonize", "no"};
+        const char *argv[256] = {
+            "redis-server", "--port", port,    "--bind", s->host,       "--save", "",
+            "--appendonly", "no",     "--dir", s->dir,   "--daemonize", "no"};
         int argc = 13;
         for (int i = 0; s->extra && s->extra[i] && argc < 255; i++)
             argv[argc++] = s->extra[i];

@@ -21,11 +21,11 @@
 typedef struct th_redis_server {
     char host[16]; /* "127.0.0.1" */
     int port;
-    char url[64];            /* "redis://127.0.0.1:PORT/0" */
-    char dir[TH_PATH_MAX];   /* the server's --dir, a fresh /tmp/taskq-test-XXXXXX */
-    char log[TH_PATH_MAX];   /* the server's stdout/stderr */
-    pid_t pid;               /* 0 while stopped */
-    char **extra;            /* owned copies of the extra arguments, NULL-terminated */
+    char url[64];          /* "redis://127.0.0.1:PORT/0" */
+    char dir[TH_PATH_MAX]; /* the server's --dir, a fresh /tmp/taskq-test-XXXXXX */
+    char log[TH_PATH_MAX]; /* the server's stdout/stderr */
+    pid_t pid;             /* 0 while stopped */
+    char **extra;          /* owned copies of the extra arguments, NULL-terminated */
 } th_redis_server;
 
 /* Start a redis-server on 127.0.0.1 and a random port in 20000..60000, with

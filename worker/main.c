@@ -26,12 +26,43 @@
 #define EX_CONFIG_ 78
 
 enum {
-    OPT_REDIS = 1000, OPT_REDIS_URL_FILE, OPT_PREFIX, OPT_QUEUES, OPT_CONCURRENCY, OPT_POOL,
-    OPT_LOAD, OPT_LEASE, OPT_HEARTBEAT, OPT_RESULT_TTL, OPT_SHUTDOWN_TIMEOUT,
-    OPT_MAX_TASKS_PER_CHILD, OPT_MAX_MEMORY_PER_CHILD, OPT_RETRIES, OPT_RETRY_BACKOFF,
-    OPT_RETRY_BACKOFF_MAX, OPT_SOFT_TIME_LIMIT, OPT_TIME_LIMIT, OPT_MAX_CRASHES, OPT_MAX_LOST,
-    OPT_DEAD_MAX, OPT_DEAD_MAX_AGE, OPT_MAX_MESSAGE_BYTES, OPT_MAX_DEPTH, OPT_MAX_ELEMENTS,
-    OPT_MAX_STRING, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_HEALTH_FILE, OPT_ALLOW_ROOT, OPT_USER, OPT_GROUP, OPT_SIGNING_KEYS_FILE, OPT_PREFETCH, OPT_NO_BUILTINS, OPT_LIST_TASKS, OPT_HELP,
+    OPT_REDIS = 1000,
+    OPT_REDIS_URL_FILE,
+    OPT_PREFIX,
+    OPT_QUEUES,
+    OPT_CONCURRENCY,
+    OPT_POOL,
+    OPT_LOAD,
+    OPT_LEASE,
+    OPT_HEARTBEAT,
+    OPT_RESULT_TTL,
+    OPT_SHUTDOWN_TIMEOUT,
+    OPT_MAX_TASKS_PER_CHILD,
+    OPT_MAX_MEMORY_PER_CHILD,
+    OPT_RETRIES,
+    OPT_RETRY_BACKOFF,
+    OPT_RETRY_BACKOFF_MAX,
+    OPT_SOFT_TIME_LIMIT,
+    OPT_TIME_LIMIT,
+    OPT_MAX_CRASHES,
+    OPT_MAX_LOST,
+    OPT_DEAD_MAX,
+    OPT_DEAD_MAX_AGE,
+    OPT_MAX_MESSAGE_BYTES,
+    OPT_MAX_DEPTH,
+    OPT_MAX_ELEMENTS,
+    OPT_MAX_STRING,
+    OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
+    OPT_HEALTH_FILE,
+    OPT_ALLOW_ROOT,
+    OPT_USER,
+    OPT_GROUP,
+    OPT_SIGNING_KEYS_FILE,
+    OPT_PREFETCH,
+    OPT_NO_BUILTINS,
+    OPT_LIST_TASKS,
+    OPT_HELP,
     OPT_VERSION,
 };
 
@@ -79,69 +110,72 @@ static const struct option long_opts[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-"Usage: taskq-worker [OPTION]...\n"
-"Run registered C task functions from taskq queues in Redis.\n"
-"\n"
-"Every option can also be given as an environment variable: --max-tasks-per-child N\n"
-"is TASKQ_MAX_TASKS_PER_CHILD=N (the command line wins). Durations are in seconds.\n"
-"\n"
-"Connection:\n"
-"  --redis URL               redis://[[user]:password@]host[:port][/db] or\n"
-"                            unix:///path.sock?db=N (default redis://127.0.0.1:6379/0)\n"
-"  --redis-url-file PATH     read the URL from a file (keeps passwords off the command line)\n"
-"  --prefix PREFIX           key prefix (default taskq:)\n"
-"Work:\n"
-"  --queues A,B,...          queues in priority order (default: default)\n"
-"  --concurrency N           executors (default: number of CPUs)\n"
-"  --prefetch N              tasks taken beyond the idle executors, in the same atomic\n"
-"                            fetch, to save round trips (default: concurrency; 0: none).\n"
-"                            They are leased like running tasks, so nothing is lost\n"
-"  --pool prefork|threads    prefork: forked children, crash isolation, hard time limits\n"
-"                            (default); threads: one process, no hard time limits\n"
-"  --load PATH.so            load a task library (repeatable; TASKQ_LOAD takes a\n"
-"                            colon-separated list); it must define taskq_tasks_init()\n"
-"  --no-builtins             do not register the built-in tasks (echo, add, sleep, ...)\n"
-"  --list-tasks              print the registered tasks and exit\n"
-"Reliability:\n"
-"  --lease S                 task lease (default 10); a lost worker's tasks are\n"
-"                            recovered within about this long\n"
-"  --heartbeat S             heartbeat and lease renewal period (default lease/5)\n"
-"  --shutdown-timeout S      warm shutdown waits this long for running tasks (default 30)\n"
-"  --retries N               default retries when neither task nor message says (default 0)\n"
-"  --retry-backoff S         retry backoff base (default 1), doubled each attempt\n"
-"  --retry-backoff-max S     retry backoff cap (default 600)\n"
-"  --soft-time-limit S       default soft time limit (default none)\n"
-"  --time-limit S            default hard time limit (default none; prefork only)\n"
-"  --max-crashes N           executor deaths before a task is dead-lettered (default 3)\n"
-"  --max-lost N              worker losses before a task is dead-lettered (default 5)\n"
-"  --max-tasks-per-child N   recycle a child after N tasks (default 0: never)\n"
-"  --max-memory-per-child KB recycle a child whose RSS passes KB KiB (default 0: never)\n"
-"Storage:\n"
-"  --result-ttl S            keep results this long (default 86400)\n"
-"  --dead-max N              dead-letter set cap per queue (default 100000)\n"
-"  --dead-max-age S          drop dead letters older than this (default 604800)\n"
-"Limits on incoming messages:\n"
-"  --max-message-bytes N     (default 1048576)   --max-depth N     (default 32)\n"
-"  --max-elements N          (default 100000)    --max-string N    (default 262144)\n"
-"Message signing (docs/SECURITY.md):\n"
-"  --signing-keys-file PATH  HMAC-SHA256 keys, one \"KID HEXKEY\" per line, mode 0600;\n"
-"                            or TASKQ_SIGNING_KEYS=KID:HEX[,KID:HEX] in the environment.\n"
-"                            With keys, unsigned or badly signed messages are rejected\n"
-"Privileges:\n"
-"  --user NAME, --group NAME drop to this user/group before loading task libraries\n"
-"  --allow-root              run as root (refused by default: tasks would run as root)\n"
-"Logging:\n"
-"  --log-level debug|info|warn|error (default info)   --log-format text|json\n"
-"  --health-file PATH        rewritten after every heartbeat Redis accepted (for\n"
-"                            container health checks: a fresh mtime means alive)\n"
-"\n"
-"  --help, --version\n"
-"\n"
-"Signals: SIGTERM or SIGINT stops fetching and lets running tasks finish (up to\n"
-"--shutdown-timeout), then puts unfinished tasks back; a second signal does that now.\n"
-"Exit status: 0 after a clean shutdown, 64 usage error, 78 configuration error,\n"
-"70 internal error.\n");
+    fprintf(
+        out,
+        "Usage: taskq-worker [OPTION]...\n"
+        "Run registered C task functions from taskq queues in Redis.\n"
+        "\n"
+        "Every option can also be given as an environment variable: --max-tasks-per-child N\n"
+        "is TASKQ_MAX_TASKS_PER_CHILD=N (the command line wins). Durations are in seconds.\n"
+        "\n"
+        "Connection:\n"
+        "  --redis URL               redis://[[user]:password@]host[:port][/db] or\n"
+        "                            unix:///path.sock?db=N (default redis://127.0.0.1:6379/0)\n"
+        "  --redis-url-file PATH     read the URL from a file (keeps passwords off the command "
+        "line)\n"
+        "  --prefix PREFIX           key prefix (default taskq:)\n"
+        "Work:\n"
+        "  --queues A,B,...          queues in priority order (default: default)\n"
+        "  --concurrency N           executors (default: number of CPUs)\n"
+        "  --prefetch N              tasks taken beyond the idle executors, in the same atomic\n"
+        "                            fetch, to save round trips (default: concurrency; 0: none).\n"
+        "                            They are leased like running tasks, so nothing is lost\n"
+        "  --pool prefork|threads    prefork: forked children, crash isolation, hard time limits\n"
+        "                            (default); threads: one process, no hard time limits\n"
+        "  --load PATH.so            load a task library (repeatable; TASKQ_LOAD takes a\n"
+        "                            colon-separated list); it must define taskq_tasks_init()\n"
+        "  --no-builtins             do not register the built-in tasks (echo, add, sleep, ...)\n"
+        "  --list-tasks              print the registered tasks and exit\n"
+        "Reliability:\n"
+        "  --lease S                 task lease (default 10); a lost worker's tasks are\n"
+        "                            recovered within about this long\n"
+        "  --heartbeat S             heartbeat and lease renewal period (default lease/5)\n"
+        "  --shutdown-timeout S      warm shutdown waits this long for running tasks (default 30)\n"
+        "  --retries N               default retries when neither task nor message says (default "
+        "0)\n"
+        "  --retry-backoff S         retry backoff base (default 1), doubled each attempt\n"
+        "  --retry-backoff-max S     retry backoff cap (default 600)\n"
+        "  --soft-time-limit S       default soft time limit (default none)\n"
+        "  --time-limit S            default hard time limit (default none; prefork only)\n"
+        "  --max-crashes N           executor deaths before a task is dead-lettered (default 3)\n"
+        "  --max-lost N              worker losses before a task is dead-lettered (default 5)\n"
+        "  --max-tasks-per-child N   recycle a child after N tasks (default 0: never)\n"
+        "  --max-memory-per-child KB recycle a child whose RSS passes KB KiB (default 0: never)\n"
+        "Storage:\n"
+        "  --result-ttl S            keep results this long (default 86400)\n"
+        "  --dead-max N              dead-letter set cap per queue (default 100000)\n"
+        "  --dead-max-age S          drop dead letters older than this (default 604800)\n"
+        "Limits on incoming messages:\n"
+        "  --max-message-bytes N     (default 1048576)   --max-depth N     (default 32)\n"
+        "  --max-elements N          (default 100000)    --max-string N    (default 262144)\n"
+        "Message signing (docs/SECURITY.md):\n"
+        "  --signing-keys-file PATH  HMAC-SHA256 keys, one \"KID HEXKEY\" per line, mode 0600;\n"
+        "                            or TASKQ_SIGNING_KEYS=KID:HEX[,KID:HEX] in the environment.\n"
+        "                            With keys, unsigned or badly signed messages are rejected\n"
+        "Privileges:\n"
+        "  --user NAME, --group NAME drop to this user/group before loading task libraries\n"
+        "  --allow-root              run as root (refused by default: tasks would run as root)\n"
+        "Logging:\n"
+        "  --log-level debug|info|warn|error (default info)   --log-format text|json\n"
+        "  --health-file PATH        rewritten after every heartbeat Redis accepted (for\n"
+        "                            container health checks: a fresh mtime means alive)\n"
+        "\n"
+        "  --help, --version\n"
+        "\n"
+        "Signals: SIGTERM or SIGINT stops fetching and lets running tasks finish (up to\n"
+        "--shutdown-timeout), then puts unfinished tasks back; a second signal does that now.\n"
+        "Exit status: 0 after a clean shutdown, 64 usage error, 78 configuration error,\n"
+        "70 internal error.\n");
 }
 
 typedef struct opts {
@@ -333,9 +367,7 @@ static int apply(opts *o, int id, const char *name, const char *v)
         free(o->keys_file);
         o->keys_file = tq_xstrdup(v);
         return 0;
-    case OPT_ALLOW_ROOT:
-        o->allow_root = 1;
-        return 0;
+    case OPT_ALLOW_ROOT: o->allow_root = 1; return 0;
     case OPT_USER:
         free(o->user_s);
         o->user_s = tq_xstrdup(v);
@@ -344,12 +376,8 @@ static int apply(opts *o, int id, const char *name, const char *v)
         free(o->group_s);
         o->group_s = tq_xstrdup(v);
         return 0;
-    case OPT_NO_BUILTINS:
-        o->no_builtins = 1;
-        return 0;
-    case OPT_LIST_TASKS:
-        o->list_tasks = 1;
-        return 0;
+    case OPT_NO_BUILTINS: o->no_builtins = 1; return 0;
+    case OPT_LIST_TASKS: o->list_tasks = 1; return 0;
     }
     return 0;
 }
@@ -377,7 +405,8 @@ static int from_env(opts *o)
         if (!v || !*v)
             continue;
         if (lo->has_arg == no_argument) {
-            if (strcmp(v, "0") != 0 && strcmp(v, "false") != 0 && apply(o, lo->val, lo->name, v) < 0)
+            if (strcmp(v, "0") != 0 && strcmp(v, "false") != 0 &&
+                apply(o, lo->val, lo->name, v) < 0)
                 return -1;
         } else if (apply(o, lo->val, lo->name, v) < 0) {
             fprintf(stderr, "taskq-worker: (from environment variable %s)\n", name);
@@ -393,7 +422,8 @@ static int split_queues(opts *o)
     char *copy = tq_xstrdup(s), *save = NULL;
     for (char *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
         if (!tq_valid_queue(p)) {
-            fprintf(stderr, "taskq-worker: invalid queue name '%.80s' (1..64 of [0-9A-Za-z_.-])\n", p);
+            fprintf(stderr, "taskq-worker: invalid queue name '%.80s' (1..64 of [0-9A-Za-z_.-])\n",
+                    p);
             free(copy);
             return -1;
         }

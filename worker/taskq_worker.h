@@ -42,20 +42,20 @@ typedef int (*taskq_task_fn)(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_
 
 /* Per task type options; zero-initialise and set what you need. */
 typedef struct taskq_task_opts {
-    int max_retries;         /* retries after the first attempt when a message
-                                does not say; -1 (or 0 in a zeroed struct with
-                                has_max_retries 0): the worker's default */
-    int has_max_retries;     /* 1 when max_retries is set */
-    int64_t soft_limit_ms;   /* default soft time limit; 0: worker default */
-    int64_t hard_limit_ms;   /* default hard time limit; 0: worker default */
-    int64_t backoff_base_ms; /* retry backoff base; 0: worker default */
-    int64_t backoff_cap_ms;  /* retry backoff cap; 0: worker default */
+    int max_retries;             /* retries after the first attempt when a message
+                                    does not say; -1 (or 0 in a zeroed struct with
+                                    has_max_retries 0): the worker's default */
+    int has_max_retries;         /* 1 when max_retries is set */
+    int64_t soft_limit_ms;       /* default soft time limit; 0: worker default */
+    int64_t hard_limit_ms;       /* default hard time limit; 0: worker default */
+    int64_t backoff_base_ms;     /* retry backoff base; 0: worker default */
+    int64_t backoff_cap_ms;      /* retry backoff cap; 0: worker default */
     const char *const *retry_on; /* NULL-terminated error types that are
                                     retried; NULL: every error type */
-    const char *doc;         /* one line shown by --list-tasks; copied */
-    const char *signature;   /* typed parameters, e.g. "a:int, b:int[0..10]=0,
-                                name:string[..64]?" (see below); NULL: any
-                                arguments are passed through unchecked */
+    const char *doc;             /* one line shown by --list-tasks; copied */
+    const char *signature;       /* typed parameters, e.g. "a:int, b:int[0..10]=0,
+                                    name:string[..64]?" (see below); NULL: any
+                                    arguments are passed through unchecked */
 } taskq_task_opts;
 
 /* Signatures. Each parameter is NAME:TYPE, optional bounds [MIN..MAX]

@@ -36,8 +36,8 @@ static int task_echo(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **resu
 {
     (void)ctx;
     if (json_object_size(kwargs) == 0) {
-        *result = json_array_size(args) == 1 ? json_incref(json_array_get(args, 0))
-                                             : json_incref(args);
+        *result =
+            json_array_size(args) == 1 ? json_incref(json_array_get(args, 0)) : json_incref(args);
         return 0;
     }
     *result = json_pack("{s:O, s:O}", "args", args, "kwargs", kwargs);
@@ -54,7 +54,8 @@ static int task_add(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **resul
     size_t i;
     json_t *v;
 
-    json_array_foreach(args, i, v) {
+    json_array_foreach(args, i, v)
+    {
         if (json_is_integer(v)) {
             long long x = json_integer_value(v);
             if (!overflow && __builtin_add_overflow(isum, x, &isum))
@@ -214,8 +215,7 @@ void tq_builtin_register(tq_registry *reg)
         const char *doc;
         const char *signature;
     } tasks[] = {
-        {"mul", task_mul, "multiply two integers (typed: checked before it runs)",
-         "a:int, b:int"},
+        {"mul", task_mul, "multiply two integers (typed: checked before it runs)", "a:int, b:int"},
         {"echo", task_echo, "return the arguments (a lone argument as itself)", NULL},
         {"add", task_add, "sum numeric arguments (int if all ints, else float)", NULL},
         {"sleep", task_sleep, "sleep N seconds; stops at the soft time limit",

@@ -215,8 +215,7 @@ void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome
     }
     const tq_task_def *def = tq_registry_find(env->reg, m->task);
     if (!def) {
-        tq_outcome_set_error(out, TQ_OUT_FAILURE, "NotRegistered", "unregistered task %s",
-                             m->task);
+        tq_outcome_set_error(out, TQ_OUT_FAILURE, "NotRegistered", "unregistered task %s", m->task);
         out->no_retry = 1;
         goto out;
     }
@@ -389,8 +388,7 @@ int tq_outcome_unpack(const char *buf, size_t len, tq_outcome *o)
     o->signal = sig;
     o->retry_countdown_ms = cd;
     o->maxrss_kb = (long)rss;
-    if (get_str(&b, &o->result) < 0 || get_str(&b, &type) < 0 ||
-        get_str(&b, &o->err_message) < 0)
+    if (get_str(&b, &o->result) < 0 || get_str(&b, &type) < 0 || get_str(&b, &o->err_message) < 0)
         goto out;
     if (type) {
         if (strlen(type) >= sizeof(o->err_type))

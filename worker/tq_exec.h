@@ -22,16 +22,16 @@ typedef enum {
 
 typedef struct tq_outcome {
     tq_out_status status;
-    char *result;          /* SUCCESS: JSON text of the return value (malloc'd) */
-    char err_type[64];     /* FAILURE, RETRY, CRASH */
-    char *err_message;     /* malloc'd, may be NULL */
-    int no_retry;          /* 1: never retry (bad arguments, unregistered task) */
+    char *result;               /* SUCCESS: JSON text of the return value (malloc'd) */
+    char err_type[64];          /* FAILURE, RETRY, CRASH */
+    char *err_message;          /* malloc'd, may be NULL */
+    int no_retry;               /* 1: never retry (bad arguments, unregistered task) */
     int64_t retry_countdown_ms; /* RETRY: requested countdown, -1: policy */
-    int signal;            /* CRASH: the signal that killed the executor, 0 if none */
-    int time_limit;        /* CRASH: 1 when killed at the hard time limit */
-    double runtime_ms;     /* wall time of the attempt */
-    double cpu_ms;         /* CPU time, -1 when unknown */
-    long maxrss_kb;        /* peak RSS of the executor, -1 when unknown */
+    int signal;                 /* CRASH: the signal that killed the executor, 0 if none */
+    int time_limit;             /* CRASH: 1 when killed at the hard time limit */
+    double runtime_ms;          /* wall time of the attempt */
+    double cpu_ms;              /* CPU time, -1 when unknown */
+    long maxrss_kb;             /* peak RSS of the executor, -1 when unknown */
 } tq_outcome;
 
 /* Signals from outside the task (soft time limit, shutdown), read by
@@ -47,10 +47,10 @@ typedef void (*tq_exec_progress_fn)(void *arg, double fraction, const char *mess
 typedef struct tq_exec_env {
     const tq_registry *reg;
     const tq_msg_limits *limits;
-    tq_exec_flags *flags;              /* may be NULL */
-    tq_exec_progress_fn progress;      /* may be NULL */
+    tq_exec_flags *flags;         /* may be NULL */
+    tq_exec_progress_fn progress; /* may be NULL */
     void *progress_arg;
-    int measure_thread_cpu;            /* 1: RUSAGE_THREAD, 0: RUSAGE_SELF deltas */
+    int measure_thread_cpu; /* 1: RUSAGE_THREAD, 0: RUSAGE_SELF deltas */
 } tq_exec_env;
 
 void tq_outcome_init(tq_outcome *o);

@@ -32,8 +32,9 @@ tq_pool *tq_pool_new(struct event_base *base, const tq_pool_config *cfg, char *e
 
     if (!base || !cfg || !cfg->reg || !cfg->done || cfg->concurrency < 1 ||
         cfg->max_tasks_per_child < 0 || cfg->max_memory_per_child_kb < 0) {
-        snprintf(err, errlen, "invalid pool configuration (need a base, a registry, a done "
-                              "callback, concurrency >= 1 and non-negative limits)");
+        snprintf(err, errlen,
+                 "invalid pool configuration (need a base, a registry, a done "
+                 "callback, concurrency >= 1 and non-negative limits)");
         goto out;
     }
     switch (cfg->kind) {
@@ -45,9 +46,7 @@ tq_pool *tq_pool_new(struct event_base *base, const tq_pool_config *cfg, char *e
         ops = &tq_pool_threads_ops;
         impl = tq_pool_threads_new(base, cfg, err, errlen);
         break;
-    default:
-        snprintf(err, errlen, "unknown pool kind %d", (int)cfg->kind);
-        goto out;
+    default: snprintf(err, errlen, "unknown pool kind %d", (int)cfg->kind); goto out;
     }
     if (!impl)
         goto out;

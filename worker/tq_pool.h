@@ -33,20 +33,19 @@ typedef struct tq_pool_job {
  * ABORTED). The callee owns the outcome's heap fields (tq_outcome_clear). */
 typedef void (*tq_pool_done_fn)(void *arg, void *cookie, tq_outcome *out);
 /* Called on the loop thread when a running job reports progress. */
-typedef void (*tq_pool_progress_fn)(void *arg, void *cookie, double fraction,
-                                    const char *message);
+typedef void (*tq_pool_progress_fn)(void *arg, void *cookie, double fraction, const char *message);
 
 typedef enum { TQ_POOL_PREFORK, TQ_POOL_THREADS } tq_pool_kind;
 
 typedef struct tq_pool_config {
     tq_pool_kind kind;
-    int concurrency;             /* executors, >= 1 */
-    long max_tasks_per_child;    /* prefork: recycle a child after N tasks; 0: never */
-    long max_memory_per_child_kb;/* prefork: recycle a child after a task leaves its
-                                    RSS above this; 0: never */
-    const tq_registry *reg;      /* borrowed, read-only */
-    const tq_msg_limits *limits; /* borrowed */
-    const tq_logger *log;        /* borrowed */
+    int concurrency;              /* executors, >= 1 */
+    long max_tasks_per_child;     /* prefork: recycle a child after N tasks; 0: never */
+    long max_memory_per_child_kb; /* prefork: recycle a child after a task leaves its
+                                     RSS above this; 0: never */
+    const tq_registry *reg;       /* borrowed, read-only */
+    const tq_msg_limits *limits;  /* borrowed */
+    const tq_logger *log;         /* borrowed */
     tq_pool_done_fn done;
     tq_pool_progress_fn progress; /* may be NULL */
     void *arg;

@@ -82,8 +82,8 @@ struct slot {
     int64_t hard_ms;
     int64_t started_us;
     int hard_killed;
-    int delivered; /* the whole job frame reached the child's socket */
-    uint32_t seq;  /* job number, names the job in soft-limit signals */
+    int delivered;                   /* the whole job frame reached the child's socket */
+    uint32_t seq;                    /* job number, names the job in soft-limit signals */
     struct event *soft_ev, *hard_ev; /* fd-less timers, one pair per slot */
 };
 
@@ -126,8 +126,8 @@ static void child_sig_cb(int sig, siginfo_t *si, void *uctx)
     }
     /* Only the pool's sigqueue carries a job number; a plain kill (an
      * operator) counts for the job running now. */
-    sig_atomic_t seq = si && si->si_code == SI_QUEUE ? (sig_atomic_t)si->si_value.sival_int
-                                                     : child_state->cur_seq;
+    sig_atomic_t seq =
+        si && si->si_code == SI_QUEUE ? (sig_atomic_t)si->si_value.sival_int : child_state->cur_seq;
     child_state->soft_seq = seq;
     if (seq == child_state->cur_seq)
         child_state->flags.soft_limit = 1;

@@ -81,9 +81,9 @@ struct th_pool {
     tq_msg_limits limits;
     const tq_logger *log;
     pthread_mutex_t mu;
-    pthread_cond_t done_cv; /* a job finished (for tq_pool_kill) */
-    int refs;               /* (mu) */
-    int quit;               /* (mu) */
+    pthread_cond_t done_cv;               /* a job finished (for tq_pool_kill) */
+    int refs;                             /* (mu) */
+    int quit;                             /* (mu) */
     progress_item *prog_head, *prog_tail; /* (mu) */
     tslot *slots;
     int n;

@@ -130,8 +130,8 @@ int taskq_register(taskq_registry *reg, const char *name, taskq_task_fn fn,
             char serr[256];
             e->def.sig = tq_sig_parse(opts->signature, serr, sizeof(serr));
             if (!e->def.sig) {
-                snprintf(reg->last_err, sizeof(reg->last_err), "task '%.64s': bad signature: %.250s",
-                         name, serr);
+                snprintf(reg->last_err, sizeof(reg->last_err),
+                         "task '%.64s': bad signature: %.250s", name, serr);
                 goto out;
             }
             e->signature = tq_xstrdup(opts->signature);

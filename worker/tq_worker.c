@@ -43,9 +43,9 @@ typedef struct job {
     int q;
     char id[TQ_ID_MAX + 1];
     long long token;
-    char *raw;          /* as stored in Redis (maybe a signed envelope) */
+    char *raw; /* as stored in Redis (maybe a signed envelope) */
     size_t rawlen;
-    const char *body;   /* the message bytes inside raw */
+    const char *body; /* the message bytes inside raw */
     size_t bodylen;
     char kid[TQ_SIGN_KID_MAX + 1]; /* key id it was signed with, "" if none */
     tq_msg *msg;
@@ -62,8 +62,8 @@ typedef struct op {
     tq_worker *w;
     op_kind kind;
     tq_cmd cmd;
-    int n;       /* tasks in this op */
-    char **ids;  /* their ids, for logs */
+    int n;      /* tasks in this op */
+    char **ids; /* their ids, for logs */
 } op;
 
 typedef struct oplist {
@@ -82,9 +82,9 @@ typedef struct pending_ack {
 typedef struct queue_state {
     const char *name;
     char wake[TQ_KEY_MAX];
-    int empty;          /* the last fetch found the queue empty */
-    int due_now;        /* a delayed task is due: fetch even with no idle executor */
-    unsigned gen;       /* bumped by each wake-up (see fetch_cb) */
+    int empty;    /* the last fetch found the queue empty */
+    int due_now;  /* a delayed task is due: fetch even with no idle executor */
+    unsigned gen; /* bumped by each wake-up (see fetch_cb) */
     struct event *due_ev;
     tq_worker *w;
 } queue_state;
@@ -101,7 +101,7 @@ struct tq_worker {
     queue_state *queues;
     job running; /* list head: handed to the pool */
     int nrunning;
-    job ready;   /* list head: fetched and leased, waiting for an executor */
+    job ready; /* list head: fetched and leased, waiting for an executor */
     int nready;
     int fetching;
     unsigned fetch_gen;
@@ -118,7 +118,7 @@ struct tq_worker {
     struct event *sigterm_ev, *sigint_ev;
     struct event *shutdown_ev;
     struct event *exit_ev;
-    int stopping;       /* 0 running, 1 warm, 2 cold */
+    int stopping; /* 0 running, 1 warm, 2 cold */
     int unregistering;
     int64_t started_ms;
     long long processed, failed, retried, buried, fenced;
@@ -232,8 +232,8 @@ static int64_t random_between(int64_t lo, int64_t hi)
 
 static int transient_error(const char *s)
 {
-    static const char *const prefixes[] = {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN",
-                                           "READONLY", "OOM", "CLUSTERDOWN", NULL};
+    static const char *const prefixes[] = {"LOADING",  "BUSY", "TRYAGAIN",    "MASTERDOWN",
+                                           "READONLY", "OOM",  "CLUSTERDOWN", NULL};
     for (int i = 0; prefixes[i]; i++)
         if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0)
             return 1;
@@ -415,8 +415,9 @@ static json_t *job_record(tq_worker *w, job *j, const char *state, const tq_outc
 
 static void set_error(json_t *rec, const char *type, const char *message)
 {
-    json_object_set_new(rec, "error", json_pack("{s:s, s:s}", "type", type ? type : "Error",
-                                                "message", message ? message : ""));
+    json_object_set_new(
+        rec, "error",
+        json_pack("{s:s, s:s}", "type", type ? type : "Error", "message", message ? message : ""));
 }
 
 /* ---- settling a job --------------------------------------------------- */
@@ -453,8 +454,7 @@ static char *dead_entry(tq_worker *w, job *j, const char *reason)
 }
 
 /* Dead-letter the job with a reason; its FAILURE record says so. */
-static void bury(tq_worker *w, job *j, const char *type, const char *reason,
-                 const tq_outcome *out)
+static void bury(tq_worker *w, job *j, const char *type, const char *reason, const tq_outcome *out)
 {
     json_t *rec = job_record(w, j, "FAILURE", out);
     set_error(rec, type, reason);
@@ -473,8 +473,8 @@ static void bury(tq_worker *w, job *j, const char *type, const char *reason,
     json_decref(rec);
 }
 
-static void retry_job(tq_worker *w, job *j, int64_t delay_ms, const char *type,
-                      const char *message, const tq_outcome *out)
+static void retry_job(tq_worker *w, job *j, int64_t delay_ms, const char *type, const char *message,
+                      const tq_outcome *out)
 {
     /* The error of this attempt is already in j->msg's errors. */
     json_t *rec = job_record(w, j, "RETRY", out);
@@ -530,8 +530,8 @@ static int64_t backoff_ms(const tq_worker *w, const job *j, int attempt)
 {
     int64_t base = j->def && j->def->opts.backoff_base_ms ? j->def->opts.backoff_base_ms
                                                           : w->cfg.backoff_base_ms;
-    int64_t cap = j->def && j->def->opts.backoff_cap_ms ? j->def->opts.backoff_cap_ms
-                                                        : w->cfg.backoff_cap_ms;
+    int64_t cap =
+        j->def && j->def->opts.backoff_cap_ms ? j->def->opts.backoff_cap_ms : w->cfg.backoff_cap_ms;
     int64_t d = base;
     for (int i = 1; i < attempt && d < cap; i++)
         d *= 2;
@@ -546,7 +546,8 @@ static int count_errors(const tq_msg *m, const char *type)
     json_t *errors = json_object_get(m->root, "errors"), *e;
     size_t i;
     int n = 0;
-    json_array_foreach(errors, i, e) {
+    json_array_foreach(errors, i, e)
+    {
         const char *t = json_string_value(json_object_get(e, "type"));
         if (t && strcmp(t, type) == 0)
             n++;
@@ -606,9 +607,9 @@ static void pool_done_cb(void *arg, void *cookie, tq_outcome *out)
             retry_job(w, j, 0, type, msgtext, out);
             break;
         }
-        int can_retry = !out->no_retry && attempt <= max_retries(w, j) &&
-                        (out->status == TQ_OUT_RETRY || !j->def ||
-                         tq_registry_retries_type(j->def, type));
+        int can_retry =
+            !out->no_retry && attempt <= max_retries(w, j) &&
+            (out->status == TQ_OUT_RETRY || !j->def || tq_registry_retries_type(j->def, type));
         if (can_retry) {
             int64_t delay = out->status == TQ_OUT_RETRY && out->retry_countdown_ms >= 0
                                 ? out->retry_countdown_ms
@@ -709,8 +710,8 @@ static void dispatch(tq_worker *w, job *j)
     }
     if (j->lost >= w->cfg.max_lost) {
         char reason[256];
-        snprintf(reason, sizeof(reason),
-                 "poison pill: the worker running it was lost %ld times", j->lost);
+        snprintf(reason, sizeof(reason), "poison pill: the worker running it was lost %ld times",
+                 j->lost);
         bury(w, j, "PoisonPill", reason, NULL);
         job_finish(w, j);
         return;
@@ -738,10 +739,10 @@ static void start_job(tq_worker *w, job *j)
         .cookie = j,
         .msg = j->body,
         .msglen = j->bodylen,
-        .soft_limit_ms = j->msg->soft_limit_ms   ? j->msg->soft_limit_ms
+        .soft_limit_ms = j->msg->soft_limit_ms        ? j->msg->soft_limit_ms
                          : j->def->opts.soft_limit_ms ? j->def->opts.soft_limit_ms
                                                       : w->cfg.soft_limit_ms,
-        .hard_limit_ms = j->msg->hard_limit_ms   ? j->msg->hard_limit_ms
+        .hard_limit_ms = j->msg->hard_limit_ms        ? j->msg->hard_limit_ms
                          : j->def->opts.hard_limit_ms ? j->def->opts.hard_limit_ms
                                                       : w->cfg.hard_limit_ms,
     };
@@ -826,8 +827,10 @@ static void fetch_reply(tq_worker *w, redisReply *r)
              * started, so they go straight back to the head of their queue
              * instead of being run (warm) or left leased until their lease
              * expires (cold, or a warm shutdown with nothing running). */
-            tq_log_info(w->cfg.log, "task %s arrived after the shutdown signal; put back on its "
-                        "queue", j->id);
+            tq_log_info(w->cfg.log,
+                        "task %s arrived after the shutdown signal; put back on its "
+                        "queue",
+                        j->id);
             requeue_job(w, j);
             job_free(j);
             continue;
@@ -1022,12 +1025,11 @@ static void heartbeat(tq_worker *w)
     int64_t t = tq_now_ms();
     json_t *info = json_pack("{s:s, s:s, s:I, s:s, s:i, s:I, s:s, s:I, s:I, s:I, s:I, s:i}", "id",
                              w->wid, "host", w->host, "pid", (json_int_t)getpid(), "pool",
-                             w->cfg.pool == TQ_POOL_PREFORK ? "prefork" : "threads",
-                             "concurrency", w->cfg.concurrency, "started_ms",
-                             (json_int_t)w->started_ms, "version", TASKQ_VERSION, "processed",
-                             (json_int_t)w->processed, "failed", (json_int_t)w->failed,
-                             "retried", (json_int_t)w->retried, "dead", (json_int_t)w->buried,
-                             "running", w->nrunning);
+                             w->cfg.pool == TQ_POOL_PREFORK ? "prefork" : "threads", "concurrency",
+                             w->cfg.concurrency, "started_ms", (json_int_t)w->started_ms, "version",
+                             TASKQ_VERSION, "processed", (json_int_t)w->processed, "failed",
+                             (json_int_t)w->failed, "retried", (json_int_t)w->retried, "dead",
+                             (json_int_t)w->buried, "running", w->nrunning);
     json_object_set_new(info, "prefetched", json_integer(w->nready));
     json_t *queues = json_array(), *tasks = json_array();
     for (int q = 0; q < w->cfg.nqueues; q++)
@@ -1306,8 +1308,8 @@ int tq_worker_run(tq_worker *w)
     tq_aconn_start(w->cmd);
     tq_aconn_start(w->sub);
     tq_log_info(w->cfg.log, "worker %s ready: redis %s, %s pool x%d, %zu task(s), queues:", w->wid,
-                where, w->cfg.pool == TQ_POOL_PREFORK ? "prefork" : "threads",
-                w->cfg.concurrency, tq_registry_count(w->reg));
+                where, w->cfg.pool == TQ_POOL_PREFORK ? "prefork" : "threads", w->cfg.concurrency,
+                tq_registry_count(w->reg));
     for (int q = 0; q < w->cfg.nqueues; q++)
         tq_log_info(w->cfg.log, "  queue %d: %s", q + 1, w->queues[q].name);
     if (tq_keyring_count(w->cfg.keys) > 0)
@@ -1352,8 +1354,8 @@ void tq_worker_free(tq_worker *w)
         if (w->queues[q].due_ev)
             event_free(w->queues[q].due_ev);
     free(w->queues);
-    struct event *evs[] = {w->flush_ev, w->pump_ev, w->heartbeat_ev, w->sweep_ev,
-                           w->shutdown_ev, w->exit_ev, w->sigterm_ev, w->sigint_ev};
+    struct event *evs[] = {w->flush_ev,    w->pump_ev, w->heartbeat_ev, w->sweep_ev,
+                           w->shutdown_ev, w->exit_ev, w->sigterm_ev,   w->sigint_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);

@@ -14,29 +14,29 @@
 #include "tq_registry.h"
 
 typedef struct tq_worker_config {
-    tq_url url;                 /* owned by the caller */
+    tq_url url; /* owned by the caller */
     char prefix[65];
-    char **queues;              /* priority order; borrowed */
+    char **queues; /* priority order; borrowed */
     int nqueues;
     tq_pool_kind pool;
     int concurrency;
-    int prefetch;               /* tasks fetched beyond the idle executors */
-    int64_t lease_ms;           /* task lease; a lost worker's tasks return after this */
-    int64_t heartbeat_ms;       /* heartbeat, lease extension and recovery period */
+    int prefetch;         /* tasks fetched beyond the idle executors */
+    int64_t lease_ms;     /* task lease; a lost worker's tasks return after this */
+    int64_t heartbeat_ms; /* heartbeat, lease extension and recovery period */
     int64_t result_ttl_ms;
     int64_t shutdown_timeout_ms;
     long max_tasks_per_child;
     long max_memory_per_child_kb;
-    int default_retries;        /* when neither message nor task says */
+    int default_retries; /* when neither message nor task says */
     int64_t backoff_base_ms, backoff_cap_ms;
     int64_t soft_limit_ms, hard_limit_ms; /* defaults; 0: none */
-    int max_crashes;            /* executor deaths before a task is a poison pill */
-    int max_lost;               /* worker losses before a task is a poison pill */
+    int max_crashes;                      /* executor deaths before a task is a poison pill */
+    int max_lost;                         /* worker losses before a task is a poison pill */
     long long dead_max;
     int64_t dead_max_age_ms;
     tq_msg_limits limits;
     const struct tq_keyring *keys; /* HMAC keys; NULL/empty: signatures not required */
-    const char *health_file;    /* touched after each heartbeat Redis took; may be NULL */
+    const char *health_file;       /* touched after each heartbeat Redis took; may be NULL */
     const tq_logger *log;
 } tq_worker_config;
 

@@ -22,12 +22,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "fuzz_msg: check failed at line %d: %s\n", __LINE__, #cond); \
-            abort();                                                                       \
-        }                                                                                  \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_msg: check failed at line %d: %s\n", __LINE__, #cond);           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* A reason must be non-empty, NUL-terminated inside its buffer, valid UTF-8
@@ -141,8 +141,8 @@ static void one(const char *buf, size_t len, const tq_msg_limits *lim)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
-    tq_msg_limits def, tiny = {.max_bytes = 512, .max_depth = 3, .max_elements = 24,
-                               .max_string = 16};
+    tq_msg_limits def,
+        tiny = {.max_bytes = 512, .max_depth = 3, .max_elements = 24, .max_string = 16};
     tq_msg_limits_default(&def);
     one(buf, size, &def);
     one(buf, size, &tiny);

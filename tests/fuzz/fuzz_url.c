@@ -22,12 +22,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "fuzz_url: check failed at line %d: %s\n", __LINE__, #cond); \
-            abort();                                                                       \
-        }                                                                                  \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_url: check failed at line %d: %s\n", __LINE__, #cond);           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static void check_mask(const tq_url *u)
@@ -62,9 +62,9 @@ static void check_reparse(const tq_url *u)
     tq_url r;
     if (u->is_unix)
         return;
-    int n = snprintf(buf, sizeof(buf), strchr(u->host, ':') ? "redis://[%s]:%d/%d"
-                                                             : "redis://%s:%d/%d",
-                     u->host, u->port, u->db);
+    int n =
+        snprintf(buf, sizeof(buf), strchr(u->host, ':') ? "redis://[%s]:%d/%d" : "redis://%s:%d/%d",
+                 u->host, u->port, u->db);
     if (n < 0 || (size_t)n >= sizeof(buf))
         return;
     CHECK(tq_url_parse(buf, &r, err, sizeof(err)) == 0);

@@ -35,9 +35,9 @@
 #define Q "hq"
 #define NVALID 10000
 #define NBAD 10000
-#define DRAIN_MS 90000   /* hard stop; the figures printed show the real time */
-#define BATCH 500        /* pipelined commands between reply reads */
-#define KEEP_RAW 512     /* raw bytes kept for the dead-letter comparison */
+#define DRAIN_MS 90000 /* hard stop; the figures printed show the real time */
+#define BATCH 500      /* pipelined commands between reply reads */
+#define KEEP_RAW 512   /* raw bytes kept for the dead-letter comparison */
 
 typedef enum {
     K_NOTJSON,
@@ -180,12 +180,12 @@ static void good_json(buf *b, const char *id, const char *task, const char *args
 /* The same message with one field replaced (value = NULL: removed). */
 static void field_json(buf *b, const char *id, const char *field, const char *value)
 {
-    static const char *const names[] = {"v", "id", "task", "args", "kwargs", "queue",
-                                        "attempts", "created_ms"};
+    static const char *const names[] = {"v",      "id",    "task",     "args",
+                                        "kwargs", "queue", "attempts", "created_ms"};
     char idq[40];
     snprintf(idq, sizeof(idq), "\"%s\"", id);
-    const char *const vals[] = {"1", idq, "\"add\"", "[1,2]", "{}", "\"" Q "\"", "0",
-                                "1764100000123"};
+    const char *const vals[] = {"1",  idq,         "\"add\"", "[1,2]",
+                                "{}", "\"" Q "\"", "0",       "1764100000123"};
     int first = 1, seen = 0;
     bputs(b, "{");
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -218,7 +218,7 @@ static void make_bad(item *it, int i, buf *b)
     switch (it->k) {
     case K_NOTJSON: {
         static const char *const t[] = {"hello world", "{not json", "{'v':1}", "v=1&id=x",
-                                        "{\"v\":1,", "<xml/>", "NaN", "{\"v\":1}}"};
+                                        "{\"v\":1,",   "<xml/>",    "NaN",     "{\"v\":1}}"};
         bputs(b, t[i % 8]);
         expect(it, "malformed message: not valid JSON");
         break;
@@ -238,14 +238,12 @@ static void make_bad(item *it, int i, buf *b)
         expect(it, "malformed message: not valid JSON");
         break;
     }
-    case K_EMPTY:
-        expect(it, "malformed message: empty message");
-        break;
+    case K_EMPTY: expect(it, "malformed message: empty message"); break;
     case K_NONOBJECT: {
         /* jansson itself refuses a scalar at the top level (no
          * JSON_DECODE_ANY); an array parses and is then refused. */
-        static const char *const t[] = {"[1,2,3]", "42", "\"a string\"", "null", "true",
-                                        "-1.5e3", "[]", "[{\"v\":1}]"};
+        static const char *const t[] = {"[1,2,3]", "42",     "\"a string\"", "null",
+                                        "true",    "-1.5e3", "[]",           "[{\"v\":1}]"};
         bputs(b, t[i % 8]);
         if (t[i % 8][0] == '[') {
             expect(it, "malformed message: message must be a JSON object, got array");
@@ -281,8 +279,8 @@ static void make_bad(item *it, int i, buf *b)
         break;
     }
     case K_MISSING: {
-        static const char *const f[] = {"v", "id", "task", "args", "kwargs", "queue",
-                                        "attempts", "created_ms"};
+        static const char *const f[] = {"v",      "id",    "task",     "args",
+                                        "kwargs", "queue", "attempts", "created_ms"};
         const char *field = f[i % 8];
         field_json(b, id, field, NULL);
         snprintf(it->expect, sizeof(it->expect), "malformed message: missing field '%s'", field);
@@ -329,8 +327,8 @@ static void make_bad(item *it, int i, buf *b)
         /* Valid JSON apart from its size: 1 MiB + 1 byte, then bigger. */
         size_t target = (size_t)1024 * 1024 + 1 + (size_t)i * 512 * 1024;
         bprintf(b, "{\"v\":1,\"id\":\"%s\",\"task\":\"echo\",\"args\":[\"", id);
-        const char tail[] = "\"],\"kwargs\":{},\"queue\":\"" Q
-                            "\",\"attempts\":0,\"created_ms\":1}";
+        const char tail[] =
+            "\"],\"kwargs\":{},\"queue\":\"" Q "\",\"attempts\":0,\"created_ms\":1}";
         size_t fill = target - b->len - (sizeof(tail) - 1);
         char *x = tq_xmalloc(fill);
         memset(x, 'x', fill);
@@ -383,25 +381,28 @@ static void make_bad(item *it, int i, buf *b)
     }
     case K_DUPKEY:
         if (i % 3 == 0)
-            bprintf(b, "{\"v\":1,\"v\":1,\"id\":\"%s\",\"task\":\"add\",\"args\":[],"
-                       "\"kwargs\":{},\"queue\":\"" Q "\",\"attempts\":0,\"created_ms\":1}",
+            bprintf(b,
+                    "{\"v\":1,\"v\":1,\"id\":\"%s\",\"task\":\"add\",\"args\":[],"
+                    "\"kwargs\":{},\"queue\":\"" Q "\",\"attempts\":0,\"created_ms\":1}",
                     id);
         else if (i % 3 == 1)
-            bprintf(b, "{\"v\":1,\"id\":\"%s\",\"task\":\"add\",\"task\":\"evil\",\"args\":[],"
-                       "\"kwargs\":{},\"queue\":\"" Q "\",\"attempts\":0,\"created_ms\":1}",
+            bprintf(b,
+                    "{\"v\":1,\"id\":\"%s\",\"task\":\"add\",\"task\":\"evil\",\"args\":[],"
+                    "\"kwargs\":{},\"queue\":\"" Q "\",\"attempts\":0,\"created_ms\":1}",
                     id);
         else
-            bprintf(b, "{\"v\":1,\"id\":\"%s\",\"task\":\"echo\",\"args\":[],"
-                       "\"kwargs\":{\"a\":1,\"a\":2},\"queue\":\"" Q
-                       "\",\"attempts\":0,\"created_ms\":1}",
+            bprintf(b,
+                    "{\"v\":1,\"id\":\"%s\",\"task\":\"echo\",\"args\":[],"
+                    "\"kwargs\":{\"a\":1,\"a\":2},\"queue\":\"" Q
+                    "\",\"attempts\":0,\"created_ms\":1}",
                     id);
         expect(it, "malformed message: not valid JSON: duplicate object key");
         break;
     case K_BADUTF8: {
         /* Otherwise valid messages with invalid UTF-8 or a raw control byte
          * inside a string. */
-        static const char *const bad[] = {"\xc3\x28", "\xff", "\xed\xa0\x80", "\xf8\x88\x80\x80\x80",
-                                          "\xc0\xaf", "a\x01z"};
+        static const char *const bad[] = {
+            "\xc3\x28", "\xff", "\xed\xa0\x80", "\xf8\x88\x80\x80\x80", "\xc0\xaf", "a\x01z"};
         int k = i % 7;
         bprintf(b, "{\"v\":1,\"id\":\"%s\",\"task\":\"echo\",\"args\":[\"", id);
         if (k == 6)
@@ -427,9 +428,9 @@ static void make_bad(item *it, int i, buf *b)
         break;
     }
     case K_UNREGISTERED: {
-        static const char *const t[] = {"os.system", "__import__", "subprocess.Popen",
-                                        "no_such_task", "ADD", "echo2", "system",
-                                        "../../bin/sh"};
+        static const char *const t[] = {"os.system",    "__import__",  "subprocess.Popen",
+                                        "no_such_task", "ADD",         "echo2",
+                                        "system",       "../../bin/sh"};
         char task[64];
         if (i % 9 == 8)
             snprintf(task, sizeof(task), "unknown_%d", i);
@@ -444,12 +445,13 @@ static void make_bad(item *it, int i, buf *b)
         /* add checks its arguments itself; mul has a typed signature
          * ("a:int, b:int"), checked before it runs. The long non-ASCII
          * string must still give a complete, valid UTF-8 reason. */
-        static const char *const a[] = {"[\"x\",1]", "[1,{\"a\":1}]", "[null]", "[[1,2]]",
-                                        "[true,false]", "[\"1\",\"2\"]"};
+        static const char *const a[] = {"[\"x\",1]", "[1,{\"a\":1}]", "[null]",
+                                        "[[1,2]]",   "[true,false]",  "[\"1\",\"2\"]"};
         if (i % 7 == 6) {
             good_json(b, id, "mul",
                       "[\"a\\u00e9\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d"
-                      "\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\",2]");
+                      "\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude0"
+                      "0\",2]");
             expect(it, "mul: argument 'a' must be int, got string");
         } else {
             good_json(b, id, "add", a[i % 7]);
@@ -784,11 +786,11 @@ static void test_hostile_worker_survives_and_dead_letters(void **state)
 
     /* One real worker drains the queue. */
     char *bin = th_bin("taskq-worker");
-    const char *argv[] = {bin, "--redis", f->srv->url, "--prefix", PFX, "--queues", Q,
-                          "--concurrency", "2", "--pool", "prefork", "--dead-max", "100000",
-                          "--log-level", "warn", NULL};
-    const char *env[] = {"TASKQ_ALLOW_ROOT=1", "TASKQ_SIGNING_KEYS", "TASKQ_LOAD",
-                         "TASKQ_QUEUES", NULL};
+    const char *argv[] = {
+        bin, "--redis", f->srv->url, "--prefix",   PFX,      "--queues",    Q,      "--concurrency",
+        "2", "--pool",  "prefork",   "--dead-max", "100000", "--log-level", "warn", NULL};
+    const char *env[] = {"TASKQ_ALLOW_ROOT=1", "TASKQ_SIGNING_KEYS", "TASKQ_LOAD", "TASKQ_QUEUES",
+                         NULL};
     f->worker = th_spawn(argv, env);
     free(bin);
     assert_true(f->worker > 0);

@@ -456,8 +456,14 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
     worker w, w2;
     /* No prefetch: the test tells running tasks from queued ones by their
      * lease, and a prefetched task is leased too (the next test covers it). */
-    const char *const opts[] = {"--concurrency", "4",          "--shutdown-timeout", "10",
-                                "--heartbeat",   "0.2",        "--prefetch",         "0",
+    const char *const opts[] = {"--concurrency",
+                                "4",
+                                "--shutdown-timeout",
+                                "10",
+                                "--heartbeat",
+                                "0.2",
+                                "--prefetch",
+                                "0",
                                 NULL};
     const char *const opts2[] = {"--concurrency", "10", NULL};
     enum { N = WARM_RUNNING + WARM_QUEUED };
@@ -512,8 +518,8 @@ static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
 {
     fx *f = *state;
     worker w, w2;
-    const char *const opts[] = {"--concurrency", "1", "--prefetch", "5", "--heartbeat", "0.2",
-                                NULL};
+    const char *const opts[] = {"--concurrency", "1",   "--prefetch", "5",
+                                "--heartbeat",   "0.2", NULL};
     const char *const opts2[] = {"--concurrency", "8", NULL};
     enum { N = 10 };
     char ids[N][TASKQ_ID_SIZE];

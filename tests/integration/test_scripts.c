@@ -157,9 +157,8 @@ static char *make_msg(const char *id, int attempts)
 
 static char *make_record(const char *id, const char *state)
 {
-    return tq_xasprintf("{\"v\":1,\"id\":\"%s\",\"task\":\"add\",\"queue\":\"" Q
-                        "\",\"state\":\"%s\"}",
-                        id, state);
+    return tq_xasprintf(
+        "{\"v\":1,\"id\":\"%s\",\"task\":\"add\",\"queue\":\"" Q "\",\"state\":\"%s\"}", id, state);
 }
 
 /* enqueue: returns the integer reply, or -100 for an error reply whose text
@@ -221,8 +220,7 @@ static void fetch(fetched *f, const char *wid, int max, long long lease_ms)
     redisReply *r = run(&c);
     memset(f, 0, sizeof(*f));
     if (r->type != REDIS_REPLY_ARRAY)
-        fail_msg("fetch: reply type %d (%s)", r->type,
-                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+        fail_msg("fetch: reply type %d (%s)", r->type, r->type == REDIS_REPLY_ERROR ? r->str : "");
     assert_true(r->elements >= 3);
     assert_int_equal((r->elements - 3) % 3, 0);
     for (size_t i = 0; i < 3; i++)

@@ -537,20 +537,13 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_exec_echo),
-        T(test_exec_add),
-        T(test_exec_sleep),
-        T(test_exec_sleep_interrupted),
-        T(test_exec_fail),
-        T(test_exec_noop),
-        T(test_exec_progress),
-        T(test_exec_crash),
-        T(test_exec_unregistered),
-        T(test_exec_malformed),
-        T(test_exec_task_contract),
-        T(test_exec_ctx),
-        T(test_exec_measurements),
-        cmocka_unit_test(test_exec_outcome_pack_roundtrip),
+        T(test_exec_echo),          T(test_exec_add),
+        T(test_exec_sleep),         T(test_exec_sleep_interrupted),
+        T(test_exec_fail),          T(test_exec_noop),
+        T(test_exec_progress),      T(test_exec_crash),
+        T(test_exec_unregistered),  T(test_exec_malformed),
+        T(test_exec_task_contract), T(test_exec_ctx),
+        T(test_exec_measurements),  cmocka_unit_test(test_exec_outcome_pack_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

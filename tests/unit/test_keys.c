@@ -68,8 +68,7 @@ static void test_keys_valid_prefix(void **state)
 
 /* Check c against EVALSHA <sha of s> <numkeys> want[0..n). A NULL entry in
  * `want` matches any argument. Every key must carry the queue's hash tag. */
-static void expect_cmd(const tq_cmd *c, tq_script_id s, int numkeys, const char *const *want,
-                       int n)
+static void expect_cmd(const tq_cmd *c, tq_script_id s, int numkeys, const char *const *want, int n)
 {
     char nk[16];
     snprintf(nk, sizeof(nk), "%d", numkeys);
@@ -133,8 +132,9 @@ static void test_keys_cmd_enqueue(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     tq_cmd_enqueue(&c, P, Q, ID, "{\"m\":1}", 7, 250, 0, 1000);
-    const char *w[] = {TAG "msg", TAG "pending", TAG "delayed", TAG "result:" ID,
-                       TAG "done:" ID, ID, "{\"m\":1}", "250", "0", "1000", TAG "wake"};
+    const char *w[] = {
+        TAG "msg",   TAG "pending", TAG "delayed", TAG "result:" ID, TAG "done:" ID, ID,
+        "{\"m\":1}", "250",         "0",           "1000",           TAG "wake"};
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 5, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_ENQUEUE);
     /* Message bytes are binary-safe (NUL inside). */
@@ -184,12 +184,28 @@ static void test_keys_cmd_ack_three(void **state)
     tq_cmd_ack_add(&c, P, Q, "b", "FAILURE", "r\0b", 3);
     tq_cmd_ack_add(&c, P, Q, "c", "REVOKED", "rc", 2);
     tq_cmd_ack_end(&c);
-    const char *w[] = {TAG "msg",      TAG "lease",  TAG "owner",    TAG "lost",
-                       TAG "result:a", TAG "done:a", TAG "result:b", TAG "done:b",
-                       TAG "result:c", TAG "done:c", "5",            "1000",
-                       "3",            "a",          "SUCCESS",      "ra",
-                       "b",            "FAILURE",    NULL,           "c",
-                       "REVOKED",      "rc"};
+    const char *w[] = {TAG "msg",
+                       TAG "lease",
+                       TAG "owner",
+                       TAG "lost",
+                       TAG "result:a",
+                       TAG "done:a",
+                       TAG "result:b",
+                       TAG "done:b",
+                       TAG "result:c",
+                       TAG "done:c",
+                       "5",
+                       "1000",
+                       "3",
+                       "a",
+                       "SUCCESS",
+                       "ra",
+                       "b",
+                       "FAILURE",
+                       NULL,
+                       "c",
+                       "REVOKED",
+                       "rc"};
     expect_cmd(&c, TQ_SCRIPT_ACK, 4 + 2 * 3, w, N(w));
     /* The binary record kept its length through the regrouping. */
     assert_int_equal(c.argvlen[3 + 18], 3);
@@ -226,9 +242,9 @@ static void test_keys_cmd_retry(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     tq_cmd_retry(&c, P, Q, ID, 12, "MSG", 3, "REC", 5000, 3600000);
-    const char *w[] = {TAG "msg",      TAG "lease",   TAG "owner", TAG "lost", TAG "delayed",
-                       TAG "pending",  TAG "result:" ID, ID,       "12",       "MSG",
-                       "REC",          "5000",        "3600000",   TAG "wake"};
+    const char *w[] = {TAG "msg",     TAG "lease",      TAG "owner", TAG "lost", TAG "delayed",
+                       TAG "pending", TAG "result:" ID, ID,          "12",       "MSG",
+                       "REC",         "5000",           "3600000",   TAG "wake"};
     expect_cmd(&c, TQ_SCRIPT_RETRY, 7, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_RETRY);
     tq_cmd_release(&c);
@@ -253,10 +269,10 @@ static void test_keys_cmd_bury(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     tq_cmd_bury(&c, P, Q, ID, 44, "bad message", "REC", 1000, 500, 86400000, "ENTRY");
-    const char *w[] = {TAG "msg",     TAG "lease",     TAG "owner",        TAG "lost",
-                       TAG "dead",    TAG "deadmsg",   TAG "result:" ID,   TAG "done:" ID,
-                       ID,            "44",            "bad message",      "REC",
-                       "1000",        "500",           "86400000",         "ENTRY"};
+    const char *w[] = {TAG "msg",  TAG "lease",   TAG "owner",      TAG "lost",
+                       TAG "dead", TAG "deadmsg", TAG "result:" ID, TAG "done:" ID,
+                       ID,         "44",          "bad message",    "REC",
+                       "1000",     "500",         "86400000",       "ENTRY"};
     expect_cmd(&c, TQ_SCRIPT_BURY, 8, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_BURY);
     /* Never owned: an empty token. */
@@ -291,9 +307,9 @@ static void test_keys_cmd_recover_revoke_state(void **state)
     expect_keys_match_lua(&c, TQ_SCRIPT_RECOVER);
 
     tq_cmd_revoke(&c, P, Q, ID, "REC", 777);
-    const char *w2[] = {TAG "msg",      TAG "owner", TAG "delayed", TAG "result:" ID,
-                        TAG "done:" ID, TAG "lost",  ID,            "REC",
-                        "777"};
+    const char *w2[] = {
+        TAG "msg", TAG "owner", TAG "delayed", TAG "result:" ID, TAG "done:" ID, TAG "lost",
+        ID,        "REC",       "777"};
     expect_cmd(&c, TQ_SCRIPT_REVOKE, 6, w2, N(w2));
     expect_keys_match_lua(&c, TQ_SCRIPT_REVOKE);
 
@@ -303,8 +319,9 @@ static void test_keys_cmd_recover_revoke_state(void **state)
     expect_keys_match_lua(&c, TQ_SCRIPT_STATE);
 
     tq_cmd_dead_requeue(&c, P, Q, ID, "M\0G", 3);
-    const char *w4[] = {TAG "dead",    TAG "deadmsg", TAG "msg", TAG "pending", TAG "result:" ID,
-                        TAG "done:" ID, ID,           NULL,      TAG "wake"};
+    const char *w4[] = {TAG "dead",       TAG "deadmsg",  TAG "msg", TAG "pending",
+                        TAG "result:" ID, TAG "done:" ID, ID,        NULL,
+                        TAG "wake"};
     expect_cmd(&c, TQ_SCRIPT_DEAD_REQUEUE, 6, w4, N(w4));
     expect_keys_match_lua(&c, TQ_SCRIPT_DEAD_REQUEUE);
     assert_int_equal(c.argvlen[10], 3);
@@ -348,12 +365,18 @@ static void test_keys_scripts_table(void **state)
         tq_script_id id;
         const char *name;
     } known[] = {
-        {TQ_SCRIPT_ACK, "ack"},         {TQ_SCRIPT_BURY, "bury"},
-        {TQ_SCRIPT_DEAD_REQUEUE, "dead_requeue"}, {TQ_SCRIPT_ENQUEUE, "enqueue"},
-        {TQ_SCRIPT_EXTEND, "extend"},   {TQ_SCRIPT_FETCH, "fetch"},
-        {TQ_SCRIPT_PROGRESS, "progress"}, {TQ_SCRIPT_RECOVER, "recover"},
-        {TQ_SCRIPT_REQUEUE, "requeue"}, {TQ_SCRIPT_RETRY, "retry"},
-        {TQ_SCRIPT_REVOKE, "revoke"},   {TQ_SCRIPT_STATE, "state"},
+        {TQ_SCRIPT_ACK, "ack"},
+        {TQ_SCRIPT_BURY, "bury"},
+        {TQ_SCRIPT_DEAD_REQUEUE, "dead_requeue"},
+        {TQ_SCRIPT_ENQUEUE, "enqueue"},
+        {TQ_SCRIPT_EXTEND, "extend"},
+        {TQ_SCRIPT_FETCH, "fetch"},
+        {TQ_SCRIPT_PROGRESS, "progress"},
+        {TQ_SCRIPT_RECOVER, "recover"},
+        {TQ_SCRIPT_REQUEUE, "requeue"},
+        {TQ_SCRIPT_RETRY, "retry"},
+        {TQ_SCRIPT_REVOKE, "revoke"},
+        {TQ_SCRIPT_STATE, "state"},
     };
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         assert_non_null(tq_scripts[known[i].id].name);

@@ -196,8 +196,8 @@ static void test_msg_optional_fields_absent(void **state)
 {
     (void)state;
     json_t *o = base_obj();
-    const char *opt[] = {"retries", "eta_ms", "expires_ms", "soft_limit_ms", "hard_limit_ms",
-                         "errors"};
+    const char *opt[] = {"retries",       "eta_ms",        "expires_ms",
+                         "soft_limit_ms", "hard_limit_ms", "errors"};
     for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++)
         json_object_del(o, opt[i]);
     tq_msg *m = decode_obj_ok(o, NULL);
@@ -277,8 +277,9 @@ static void test_msg_reject_duplicate_keys(void **state)
                     "\"queue\":\"q\",\"attempts\":0,\"created_ms\":1,\"id\":\"b\"}";
     expect_reject_raw(s, strlen(s), NULL, TQ_MSG_EJSON, "duplicate");
     /* Nested duplicates too. */
-    const char *s2 = "{\"v\":1,\"id\":\"a\",\"task\":\"t\",\"args\":[],\"kwargs\":{\"k\":1,\"k\":2},"
-                     "\"queue\":\"q\",\"attempts\":0,\"created_ms\":1}";
+    const char *s2 =
+        "{\"v\":1,\"id\":\"a\",\"task\":\"t\",\"args\":[],\"kwargs\":{\"k\":1,\"k\":2},"
+        "\"queue\":\"q\",\"attempts\":0,\"created_ms\":1}";
     expect_reject_raw(s2, strlen(s2), NULL, TQ_MSG_EJSON, "duplicate");
 }
 
@@ -634,8 +635,8 @@ static void test_msg_record_new(void **state)
 static void test_msg_json_type_names(void **state)
 {
     (void)state;
-    json_t *v[] = {json_object(), json_array(), json_string("s"), json_integer(1),
-                   json_real(1.5), json_true(), json_false(), json_null()};
+    json_t *v[] = {json_object(),  json_array(), json_string("s"), json_integer(1),
+                   json_real(1.5), json_true(),  json_false(),     json_null()};
     const char *want[] = {"object", "array", "string", "int", "float", "bool", "bool", "null"};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         assert_string_equal(tq_json_type_name(v[i]), want[i]);

@@ -127,9 +127,9 @@ static void test_sig_bind_every_type(void **state)
     static const struct {
         const char *type, *good, *bad, *badname;
     } cases[] = {
-        {"int", "3", "3.5", "float 3.5"},         {"float", "3", "\"3\"", "string \"3\""},
-        {"string", "\"s\"", "1", "int 1"},        {"bool", "true", "0", "int 0"},
-        {"array", "[1]", "{}", "object of 0"},    {"object", "{}", "[]", "array of 0"},
+        {"int", "3", "3.5", "float 3.5"},        {"float", "3", "\"3\"", "string \"3\""},
+        {"string", "\"s\"", "1", "int 1"},       {"bool", "true", "0", "int 0"},
+        {"array", "[1]", "{}", "object of 0"},   {"object", "{}", "[]", "array of 0"},
         {"null", "null", "false", "bool false"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -137,7 +137,8 @@ static void test_sig_bind_every_type(void **state)
         snprintf(spec, sizeof(spec), "v:%s", cases[i].type);
         tq_sig *s = parse_ok(spec);
         snprintf(args, sizeof(args), "[%s]", cases[i].good);
-        expect_bound(s, args, NULL, args[0] == '[' && strcmp(cases[i].good, "3") == 0 ? "[3]" : args);
+        expect_bound(s, args, NULL,
+                     args[0] == '[' && strcmp(cases[i].good, "3") == 0 ? "[3]" : args);
         snprintf(args, sizeof(args), "[%s]", cases[i].bad);
         snprintf(want, sizeof(want), "t: argument 'v' must be %s, got %s", cases[i].type,
                  cases[i].badname);
@@ -152,14 +153,16 @@ static void test_sig_bind_every_type(void **state)
 static void test_sig_bind_bounds(void **state)
 {
     (void)state;
-    tq_sig *s = parse_ok("n:int[-5..5], r:float[0..1]?, s:string[2..3]?, a:array[..2]?, o:object[1..]?");
+    tq_sig *s =
+        parse_ok("n:int[-5..5], r:float[0..1]?, s:string[2..3]?, a:array[..2]?, o:object[1..]?");
     expect_bound(s, "[-5]", NULL, "[-5,null,null,null,null]");
     expect_refused(s, "[6]", NULL, "argument 'n' must be <= 5, got int 6");
     expect_refused(s, "[-6]", NULL, "argument 'n' must be >= -5, got int -6");
     expect_refused(s, "[0, 1.5]", NULL, "argument 'r' must be <= 1, got float 1.5");
     expect_refused(s, "[0]", "{\"s\":\"x\"}", "must have at least 2 characters, got 1");
     /* Lengths count characters, not bytes. */
-    expect_bound(s, "[0]", "{\"s\":\"\\u00e9\\u00e9\\u00e9\"}", "[0,null,\"\xc3\xa9\xc3\xa9\xc3\xa9\",null,null]");
+    expect_bound(s, "[0]", "{\"s\":\"\\u00e9\\u00e9\\u00e9\"}",
+                 "[0,null,\"\xc3\xa9\xc3\xa9\xc3\xa9\",null,null]");
     expect_refused(s, "[0]", "{\"a\":[1,2,3]}", "must have at most 2 elements, got 3");
     expect_refused(s, "[0]", "{\"o\":{}}", "must have at least 1 elements, got 0");
     tq_sig_free(s);
@@ -182,7 +185,10 @@ static void test_sig_json_round_trip(void **state)
     tq_sig_free(s);
     tq_sig_free(t);
     /* Malformed published forms are refused, not trusted. */
-    const char *bad[] = {"{}", "[1]", "[{\"name\":\"a\"}]", "[{\"name\":\"a\",\"type\":\"x\"}]",
+    const char *bad[] = {"{}",
+                         "[1]",
+                         "[{\"name\":\"a\"}]",
+                         "[{\"name\":\"a\",\"type\":\"x\"}]",
                          "[{\"name\":\"a b\",\"type\":\"int\"}]",
                          "[{\"name\":\"a\",\"type\":\"int\",\"min\":\"0\"}]",
                          "[{\"name\":\"a\",\"type\":\"int\",\"default\":\"s\"}]"};

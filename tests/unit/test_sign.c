@@ -101,7 +101,12 @@ static void test_sign_key_parsing(void **state)
 {
     (void)state;
     char err[256];
-    const char *bad[] = {"", "k", "k:abc", "k:0011", "bad id:" K1, "k:" K1 ",k:" K1,
+    const char *bad[] = {"",
+                         "k",
+                         "k:abc",
+                         "k:0011",
+                         "bad id:" K1,
+                         "k:" K1 ",k:" K1,
                          "k:zz112233445566778899aabbccddeeff"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         tq_keyring *kr = tq_keyring_new();

@@ -239,10 +239,10 @@ static void test_url_mask_hides_password(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_url_redis_defaults),  cmocka_unit_test(test_url_redis_port_db),
-        cmocka_unit_test(test_url_userinfo),        cmocka_unit_test(test_url_percent_escapes),
-        cmocka_unit_test(test_url_ipv6),            cmocka_unit_test(test_url_unix),
-        cmocka_unit_test(test_url_errors),          cmocka_unit_test(test_url_mask_hides_password),
+        cmocka_unit_test(test_url_redis_defaults), cmocka_unit_test(test_url_redis_port_db),
+        cmocka_unit_test(test_url_userinfo),       cmocka_unit_test(test_url_percent_escapes),
+        cmocka_unit_test(test_url_ipv6),           cmocka_unit_test(test_url_unix),
+        cmocka_unit_test(test_url_errors),         cmocka_unit_test(test_url_mask_hides_password),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

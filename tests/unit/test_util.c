@@ -222,34 +222,34 @@ static void test_util_utf8_valid(void **state)
     } cases[] = {
         {"", 0, 1},
         {"plain ascii", 11, 1},
-        {"a\0b", 3, 1},                  /* NUL is valid UTF-8 */
-        {"\xc3\xa9", 2, 1},              /* e acute */
-        {"\xe2\x82\xac", 3, 1},          /* euro */
-        {"\xf0\x9f\x98\x80", 4, 1},      /* emoji */
-        {"\xf4\x8f\xbf\xbf", 4, 1},      /* U+10FFFF */
-        {"\xed\x9f\xbf", 3, 1},          /* U+D7FF, just below the surrogates */
-        {"\xee\x80\x80", 3, 1},          /* U+E000, just above */
-        {"\xc0\xaf", 2, 0},              /* overlong '/' */
-        {"\xc1\xbf", 2, 0},              /* overlong */
-        {"\xe0\x80\xaf", 3, 0},          /* overlong, 3 bytes */
-        {"\xe0\x9f\xbf", 3, 0},          /* overlong U+07FF */
-        {"\xf0\x80\x80\xaf", 4, 0},      /* overlong, 4 bytes */
-        {"\xf0\x8f\xbf\xbf", 4, 0},      /* overlong U+FFFF */
-        {"\xed\xa0\x80", 3, 0},          /* surrogate U+D800 */
-        {"\xed\xbf\xbf", 3, 0},          /* surrogate U+DFFF */
-        {"\xf4\x90\x80\x80", 4, 0},      /* U+110000 */
-        {"\xf5\x80\x80\x80", 4, 0},      /* lead byte past U+10FFFF */
-        {"\xf8\x88\x80\x80\x80", 5, 0},  /* 5-byte form */
-        {"\x80", 1, 0},                  /* lone continuation */
-        {"a\xbf", 2, 0},                 /* lone continuation */
-        {"\xc3", 1, 0},                  /* truncated 2-byte */
-        {"\xe2\x82", 2, 0},              /* truncated 3-byte */
-        {"\xf0\x9f\x98", 3, 0},          /* truncated 4-byte */
-        {"\xc3\x28", 2, 0},              /* bad continuation */
-        {"\xe2\x28\xa1", 3, 0},          /* bad continuation */
+        {"a\0b", 3, 1},                 /* NUL is valid UTF-8 */
+        {"\xc3\xa9", 2, 1},             /* e acute */
+        {"\xe2\x82\xac", 3, 1},         /* euro */
+        {"\xf0\x9f\x98\x80", 4, 1},     /* emoji */
+        {"\xf4\x8f\xbf\xbf", 4, 1},     /* U+10FFFF */
+        {"\xed\x9f\xbf", 3, 1},         /* U+D7FF, just below the surrogates */
+        {"\xee\x80\x80", 3, 1},         /* U+E000, just above */
+        {"\xc0\xaf", 2, 0},             /* overlong '/' */
+        {"\xc1\xbf", 2, 0},             /* overlong */
+        {"\xe0\x80\xaf", 3, 0},         /* overlong, 3 bytes */
+        {"\xe0\x9f\xbf", 3, 0},         /* overlong U+07FF */
+        {"\xf0\x80\x80\xaf", 4, 0},     /* overlong, 4 bytes */
+        {"\xf0\x8f\xbf\xbf", 4, 0},     /* overlong U+FFFF */
+        {"\xed\xa0\x80", 3, 0},         /* surrogate U+D800 */
+        {"\xed\xbf\xbf", 3, 0},         /* surrogate U+DFFF */
+        {"\xf4\x90\x80\x80", 4, 0},     /* U+110000 */
+        {"\xf5\x80\x80\x80", 4, 0},     /* lead byte past U+10FFFF */
+        {"\xf8\x88\x80\x80\x80", 5, 0}, /* 5-byte form */
+        {"\x80", 1, 0},                 /* lone continuation */
+        {"a\xbf", 2, 0},                /* lone continuation */
+        {"\xc3", 1, 0},                 /* truncated 2-byte */
+        {"\xe2\x82", 2, 0},             /* truncated 3-byte */
+        {"\xf0\x9f\x98", 3, 0},         /* truncated 4-byte */
+        {"\xc3\x28", 2, 0},             /* bad continuation */
+        {"\xe2\x28\xa1", 3, 0},         /* bad continuation */
         {"\xff", 1, 0},
         {"\xfe", 1, 0},
-        {"ok\xc3\xa9ok\xc3", 7, 0},      /* valid, then truncated at the end */
+        {"ok\xc3\xa9ok\xc3", 7, 0}, /* valid, then truncated at the end */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         if (tq_utf8_valid(cases[i].s, cases[i].len) != cases[i].ok)

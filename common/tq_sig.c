@@ -107,7 +107,7 @@ static size_t utf8_len(const char *s, size_t n)
 static const char *printable(char *buf, size_t len, const char *s, size_t max)
 {
     size_t i = 0;
-    for (; s[i] && i < max && i + 1 < len; i++)
+    for (; i < max && i + 1 < len && s[i]; i++)
         buf[i] = s[i] >= ' ' && s[i] <= '~' ? s[i] : '?';
     buf[i] = '\0';
     return buf;

@@ -3,7 +3,7 @@
 # As root: apt-get, non-interactive. Otherwise: say exactly what is missing.
 set -eu
 PKGS="build-essential pkg-config libhiredis-dev libevent-dev libjansson-dev libcmocka-dev \
-libssl-dev redis-server redis-tools clang valgrind"
+libssl-dev redis-server redis-tools clang valgrind cppcheck clang-format"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

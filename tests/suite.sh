@@ -1,6 +1,8 @@
 #!/bin/sh
 # The whole test suite, as `make test` (and so CI) runs it:
-#   1. unit + integration tests, normal build (build/)
+#   0. lint (module boundaries, cppcheck, clang-format) and a warning-free
+#      clang build (gcc builds everything below)
+#   1. unit + integration tests, normal build (build/), and the demo
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
 #   3. unit tests under valgrind: zero leaks, zero errors
 #   4. fuzz targets for a short bounded time each (tests/fuzz/run.sh, if present)
@@ -49,7 +51,22 @@ build_and_run() {
     sh tests/run.sh "$bdir"
 }
 
+# A check that is one pass/fail of its own.
+one() {
+    if "$@"; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
+}
+clang_build() {
+    $MAKE -s -j"$JOBS" --no-print-directory CC=clang BUILD=build/clang all tests-build
+}
+demo_runs() {
+    sh tests/demo.sh build >"$logs/demo.out" 2>&1 && grep -q '^demo finished' "$logs/demo.out" ||
+        { tail -40 "$logs/demo.out"; return 1; }
+}
+
+stage lint one env LINT_FORMAT_STRICT=1 sh .ci/lint.sh
+stage clang one clang_build
 stage unit-integration build_and_run build
+stage demo one demo_runs
 stage asan build_and_run build/asan OPT="-O1 -g" \
     SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 stage valgrind sh tests/valgrind.sh build

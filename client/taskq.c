@@ -705,6 +705,18 @@ static void refresh_sigs(taskq_client *c, taskq_task *const *tasks, size_t n)
     tq_cmd_release(&cmd);
 }
 
+/* With a signing key, replace *s (malloc'd message) by its signed envelope. */
+static void sign_message(const taskq_client *c, char **s, size_t *len)
+{
+    if (tq_keyring_count(c->keys) == 0)
+        return;
+    size_t slen;
+    char *signed_s = tq_sign_wrap(c->keys, NULL, *s, *len, &slen);
+    free(*s);
+    *s = signed_s;
+    *len = slen;
+}
+
 /* Build the enqueue command for t; on error returns a code with errstr set. */
 static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char id[TASKQ_ID_SIZE])
 {
@@ -750,13 +762,7 @@ static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char
         return fail(c, TASKQ_ETOOBIG, "%s: message of %zu bytes exceeds %zu (limit max_bytes)",
                     t->name, len, c->limits.max_bytes);
     }
-    if (tq_keyring_count(c->keys) > 0) {
-        size_t slen;
-        char *signed_s = tq_sign_wrap(c->keys, NULL, s, len, &slen);
-        free(s);
-        s = signed_s;
-        len = slen;
-    }
+    sign_message(c, &s, &len);
     tq_cmd_enqueue(cmd, c->prefix, t->queue, id, s, len, t->countdown_ms, t->eta_ms, c->queue_cap);
     free(s);
     return 0;
@@ -1293,13 +1299,7 @@ int taskq_dead_requeue(taskq_client *c, const char *queue, const char *id)
     json_object_del(m->root, "errors");
     size_t len;
     char *s = tq_msg_encode(m, &len);
-    if (tq_keyring_count(c->keys) > 0) {
-        size_t slen;
-        char *signed_s = tq_sign_wrap(c->keys, NULL, s, len, &slen);
-        free(s);
-        s = signed_s;
-        len = slen;
-    }
+    sign_message(c, &s, &len);
     tq_cmd cmd;
     tq_cmd_init(&cmd);
     tq_cmd_dead_requeue(&cmd, c->prefix, queue, id, s, len);

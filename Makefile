@@ -91,6 +91,7 @@ $(PCFILE): Makefile
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
 include tests/tests.mk
 -include tests/fuzz/fuzz.mk
+-include bench/bench.mk
 
 deps:
 	@sh .ci/deps.sh

@@ -22,9 +22,10 @@ if excess > 0 then
   local more = redis.call('ZRANGE', KEYS[5], #old, #old + excess - 1)
   for i = 1, #more do old[#old + 1] = more[i] end
 end
-if #old > 0 then
-  redis.call('ZREM', KEYS[5], unpack(old))
-  redis.call('HDEL', KEYS[6], unpack(old))
+for i = 1, #old, 500 do
+  local chunk = {unpack(old, i, math.min(i + 499, #old))}
+  redis.call('ZREM', KEYS[5], unpack(chunk))
+  redis.call('HDEL', KEYS[6], unpack(chunk))
 end
 redis.call('SET', KEYS[7], ARGV[4], 'PX', ARGV[5])
 redis.call('DEL', KEYS[8])

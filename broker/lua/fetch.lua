@@ -6,11 +6,13 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
-for i = 1, #due do
-  redis.call('LPUSH', KEYS[1], due[i])
-end
-if #due > 0 then
-  redis.call('ZREM', KEYS[6], unpack(due))
+-- Move in chunks: unpack() of thousands of values overflows Lua's stack, and
+-- a script that fails half-way is not rolled back. Remove first, then push,
+-- so a failure can never leave an id in both places.
+for i = 1, #due, 500 do
+  local chunk = {unpack(due, i, math.min(i + 499, #due))}
+  redis.call('ZREM', KEYS[6], unpack(chunk))
+  redis.call('LPUSH', KEYS[1], unpack(chunk))
 end
 local next_due = -1
 local first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')

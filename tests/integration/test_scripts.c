@@ -466,6 +466,51 @@ static void test_scripts_fetch_buries_invalid_ids(void **state)
     freeReplyObject(r);
 }
 
+/* Many tasks due at once: promotion moves them in chunks (a single unpack of
+ * thousands of ids overflowed Lua's stack, the script failed half-way and
+ * each retry pushed duplicates). */
+static void test_scripts_fetch_promotes_thousands_due(void **state)
+{
+    (void)state;
+    enum { N = 12000 };
+    long long past = redis_now_ms() - 1000;
+    redisContext *c = F->c;
+    for (int i = 0; i < N; i++) {
+        redisAppendCommand(c, "ZADD %s %lld d%d", qk("delayed"), past + i % 7, i);
+        redisAppendCommand(c, "HSET %s d%d {}", qk("msg"), i);
+    }
+    for (int i = 0; i < 2 * N; i++) {
+        void *r;
+        assert_int_equal(redisGetReply(c, &r), REDIS_OK);
+        freeReplyObject(r);
+    }
+    tq_cmd fc;
+    tq_cmd_init(&fc);
+    tq_cmd_fetch(&fc, PFX, Q, "w1", 0, 1000, 10000);
+    redisReply *r = run(&fc);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    assert_int_equal(cmd_int("ZCARD %s", qk("delayed")), N - 10000);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 10000);
+    r = run(&fc);
+    freeReplyObject(r);
+    tq_cmd_release(&fc);
+    assert_int_equal(cmd_int("ZCARD %s", qk("delayed")), 0);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), N);
+    /* Each id exactly once, earliest due first at the right end. */
+    r = cmd("LRANGE %s 0 -1", qk("pending"));
+    char *seen = calloc(N, 1);
+    assert_non_null(seen);
+    for (size_t i = 0; i < r->elements; i++) {
+        int k = atoi(r->element[i]->str + 1);
+        assert_true(k >= 0 && k < N);
+        assert_int_equal(seen[k], 0);
+        seen[k] = 1;
+    }
+    free(seen);
+    freeReplyObject(r);
+}
+
 static void test_scripts_enqueue_duplicate_refused(void **state)
 {
     (void)state;
@@ -1149,6 +1194,7 @@ int main(void)
         T(test_scripts_enqueue_fetch_ack),
         T(test_scripts_fetch_fifo_and_max),
         T(test_scripts_fetch_buries_invalid_ids),
+        T(test_scripts_fetch_promotes_thousands_due),
         T(test_scripts_enqueue_duplicate_refused),
         T(test_scripts_enqueue_queue_cap),
         T(test_scripts_enqueue_clears_stale_result),

@@ -400,6 +400,8 @@ static json_t *job_record(tq_worker *w, job *j, const char *state, const tq_outc
     json_t *rec = j->msg ? tq_msg_record_new(j->msg, state) : bare_record(w, j, state);
     json_object_set_new(rec, "attempts", json_integer(j->msg ? j->msg->attempts + 1 : 1));
     json_object_set_new(rec, "worker", json_string(w->wid));
+    if (j->lost > 0) /* its worker was lost this many times before this run */
+        json_object_set_new(rec, "recovered", json_integer(j->lost));
     if (j->started_ms)
         json_object_set_new(rec, "started_ms", json_integer(j->started_ms));
     json_object_set_new(rec, "finished_ms", json_integer(tq_now_ms()));

@@ -2,14 +2,13 @@
 -- KEYS: msg, pending, delayed, result:<id>, done:<id>
 -- ARGV: id, message, delay_ms, eta_ms, cap, wake_channel
 local id = ARGV[1]
-if redis.call('HEXISTS', KEYS[1], id) == 1 then
-  return redis.error_reply('taskq duplicate id')
-end
 local cap = tonumber(ARGV[5])
 if cap > 0 and redis.call('HLEN', KEYS[1]) >= cap then
   return redis.error_reply('taskq queue full')
 end
-redis.call('HSET', KEYS[1], id, ARGV[2])
+if redis.call('HSETNX', KEYS[1], id, ARGV[2]) == 0 then
+  return redis.error_reply('taskq duplicate id')
+end
 redis.call('DEL', KEYS[4], KEYS[5])
 local delay = tonumber(ARGV[3])
 local eta = tonumber(ARGV[4])

@@ -25,38 +25,68 @@ out[1] = token
 local owner = token .. ' ' .. ARGV[1]
 local deadline = now + tonumber(ARGV[3])
 local got = 0
--- Skipped ids (revoked: no message; or already held: a second copy of an id
--- that was revoked or buried and then queued again) do not count against max,
--- but the loop is bounded so one call cannot run away on a list of dangling ids.
-local budget = max + 1000
-while got < max and budget > 0 do
-  budget = budget - 1
-  local id = redis.call('RPOP', KEYS[1])
-  if not id then break end
-  if not string.match(id, '^[0-9A-Za-z_-]+$') or #id > 64 then
-    -- Not a task id (written by something that is not a taskq client): no
-    -- key can be built from it safely, so it goes to the dead-letter set
-    -- here, under a printable name, with its bytes in hex.
-    local hex = string.gsub(string.sub(id, 1, 256), '.', function(c)
-      return string.format('%02x', string.byte(c)) end)
-    local name = 'invalid-' .. string.sub(redis.sha1hex(id), 1, 16)
-    local m = redis.call('HGET', KEYS[2], id)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('ZADD', KEYS[8], now, name)
-    redis.call('HSET', KEYS[9], name, cjson.encode({id = name, at_ms = now,
-      reason = 'malformed message: invalid task id in the queue (hex: ' .. hex .. ')',
-      message_bytes = m and #m or 0}))
-  else
-  local m = redis.call('HGET', KEYS[2], id)
-  if m and redis.call('HEXISTS', KEYS[4], id) == 0 then
-    redis.call('HSET', KEYS[4], id, owner)
-    redis.call('ZADD', KEYS[3], deadline, id)
-    local lost = redis.call('HGET', KEYS[7], id) or 0
-    out[#out + 1] = id
-    out[#out + 1] = m
-    out[#out + 1] = tonumber(lost)
-    got = got + 1
+-- Commands that take many ids at once get them in chunks (see above).
+local function each_chunk(list, fn)
+  for i = 1, #list, 500 do
+    fn({unpack(list, i, math.min(i + 499, #list))})
   end
+end
+-- Skipped ids (revoked: no message; already held: a second copy of an id that
+-- was revoked or buried and then queued again; not an id at all) do not count
+-- against max, but the rounds are bounded so one call cannot run away on a
+-- list of dangling ids.
+local rounds = 4
+while got < max and rounds > 0 do
+  rounds = rounds - 1
+  local ids = redis.call('RPOP', KEYS[1], max - got)
+  if not ids then break end
+  local valid = {}
+  for _, id in ipairs(ids) do
+    if not string.match(id, '^[0-9A-Za-z_-]+$') or #id > 64 then
+      -- Not a task id (written by something that is not a taskq client): no
+      -- key can be built from it safely, so it goes to the dead-letter set
+      -- here, under a printable name, with its bytes in hex.
+      local hex = string.gsub(string.sub(id, 1, 256), '.', function(c)
+        return string.format('%02x', string.byte(c)) end)
+      local name = 'invalid-' .. string.sub(redis.sha1hex(id), 1, 16)
+      local m = redis.call('HGET', KEYS[2], id)
+      redis.call('HDEL', KEYS[2], id)
+      redis.call('ZADD', KEYS[8], now, name)
+      redis.call('HSET', KEYS[9], name, cjson.encode({id = name, at_ms = now,
+        reason = 'malformed message: invalid task id in the queue (hex: ' .. hex .. ')',
+        message_bytes = m and #m or 0}))
+    else
+      valid[#valid + 1] = id
+    end
   end
+  local leased, msgs = {}, {}
+  each_chunk(valid, function(chunk)
+    local ms = redis.call('HMGET', KEYS[2], unpack(chunk))
+    for k, id in ipairs(chunk) do
+      -- HSETNX both takes ownership and skips an id that is already held.
+      if ms[k] and redis.call('HSETNX', KEYS[4], id, owner) == 1 then
+        leased[#leased + 1] = id
+        msgs[#msgs + 1] = ms[k]
+      end
+    end
+  end)
+  local pos = 0
+  each_chunk(leased, function(chunk)
+    local zargs = {}
+    for _, id in ipairs(chunk) do
+      zargs[#zargs + 1] = deadline
+      zargs[#zargs + 1] = id
+    end
+    redis.call('ZADD', KEYS[3], unpack(zargs))
+    local lost = redis.call('HMGET', KEYS[7], unpack(chunk))
+    for k, id in ipairs(chunk) do
+      out[#out + 1] = id
+      out[#out + 1] = msgs[pos + k]
+      out[#out + 1] = tonumber(lost[k] or 0)
+    end
+    pos = pos + #chunk
+  end)
+  got = got + #leased
+  if #ids < max - got + #leased then break end
 end
 return out

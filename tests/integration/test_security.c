@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness.h"
 #include "taskq.h"
+#include "taskq_fx.h"
 
 #define K1 "00112233445566778899aabbccddeeff"
 #define K2 "ffeeddccbbaa99887766554433221100"
@@ -53,6 +53,8 @@ static const char *const server_args[] = {"--user",
                                           "+subscribe",
                                           "+hget",
                                           "+hset",
+                                          "+hsetnx",
+                                          "+hmget",
                                           "+hdel",
                                           "+hexists",
                                           "+hlen",
@@ -89,6 +91,7 @@ static const char *const server_args[] = {"--user",
                                           "+publish",
                                           "+hget",
                                           "+hset",
+                                          "+hsetnx",
                                           "+hdel",
                                           "+hexists",
                                           "+hlen",
@@ -121,56 +124,26 @@ static int group_teardown(void **state)
     return 0;
 }
 
-typedef struct log_wait {
-    pid_t pid;
-    const char *needle;
-} log_wait;
-
-static int log_has(void *arg)
+/* Start a worker on `queue` with extra env (may be NULL), on url or, if
+ * url_file is set, on the URL in that file; wait until it is ready. */
+static void start_worker(tf_worker *w, const char *url, const char *queue,
+                         const char *const *extra_env, const char *url_file)
 {
-    log_wait *lw = arg;
-    char *s = th_read_file(th_proc_log(lw->pid), NULL);
-    int found = s && strstr(s, lw->needle);
-    free(s);
-    return found;
+    const char *argv[] = {url_file ? "--redis-url-file" : "--redis",
+                          url_file ? url_file : url,
+                          "--queues",
+                          queue,
+                          "--concurrency",
+                          "2",
+                          "--heartbeat",
+                          "0.2",
+                          NULL};
+    tf_worker_start(w, NULL, argv, extra_env, 1);
 }
 
-/* Start a worker on `queue` with extra argv/env; wait until it is ready. */
-static pid_t start_worker(const char *url, const char *queue, const char *const *extra_env,
-                          const char *url_file)
+static void stop_worker(tf_worker *w)
 {
-    char *bin = th_bin("taskq-worker");
-    const char *argv[16];
-    int n = 0;
-    argv[n++] = bin;
-    if (url_file) {
-        argv[n++] = "--redis-url-file";
-        argv[n++] = url_file;
-    } else {
-        argv[n++] = "--redis";
-        argv[n++] = url;
-    }
-    argv[n++] = "--queues";
-    argv[n++] = queue;
-    argv[n++] = "--concurrency";
-    argv[n++] = "2";
-    argv[n++] = "--heartbeat";
-    argv[n++] = "0.2";
-    argv[n++] = NULL;
-    pid_t pid = th_spawn(argv, extra_env);
-    free(bin);
-    assert_true(pid > 0);
-    log_wait lw = {pid, " ready: "};
-    if (!th_wait_until(log_has, &lw, 10000)) {
-        th_dump_file("worker log", th_proc_log(pid));
-        fail_msg("worker did not become ready");
-    }
-    return pid;
-}
-
-static void stop_worker(pid_t pid)
-{
-    int st = th_stop_proc(pid, 10000);
+    int st = tf_worker_stop(w, 10000);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
 }
@@ -222,7 +195,8 @@ static int is_published(void *arg)
 static void test_security_typed_call_refused_at_submit(void **state)
 {
     (void)state;
-    pid_t w = start_worker(S->url, "typed", NULL, NULL);
+    tf_worker w;
+    start_worker(&w, S->url, "typed", NULL, NULL);
     redisContext *rc = th_redis(S);
     published p = {rc, "mul"};
     assert_true(th_wait_until(is_published, &p, 10000));
@@ -234,9 +208,7 @@ static void test_security_typed_call_refused_at_submit(void **state)
     assert_non_null(
         strstr(taskq_client_errstr(c), "mul: argument 'b' must be int, got string \"x\""));
     /* Nothing was enqueued. */
-    redisReply *r = th_cmd(rc, "LLEN taskq:{typed}:pending");
-    assert_int_equal(r->integer, 0);
-    freeReplyObject(r);
+    assert_int_equal(tf_rint(rc, "LLEN taskq:{typed}:pending"), 0);
 
     /* Let it through the client: the worker refuses it the same way, and a
      * TypeError is not retried even with retries to spare. */
@@ -265,14 +237,15 @@ static void test_security_typed_call_refused_at_submit(void **state)
     free(json);
     taskq_client_free(c);
     redisFree(rc);
-    stop_worker(w);
+    stop_worker(&w);
 }
 
 static void test_security_signed_messages(void **state)
 {
     (void)state;
     const char *env[] = {"TASKQ_SIGNING_KEYS=k1:" K1 ",k0:" K2, NULL};
-    pid_t w = start_worker(S->url, "signed", env, NULL);
+    tf_worker w;
+    start_worker(&w, S->url, "signed", env, NULL);
     taskq_client *good = client(S->url), *plain = client(S->url), *forged = client(S->url);
     assert_int_equal(taskq_client_set_signing_key(good, "k1", K1), 0);
     /* Right key id, wrong key: what an attacker who can write to Redis has. */
@@ -305,7 +278,7 @@ static void test_security_signed_messages(void **state)
     taskq_client_free(good);
     taskq_client_free(plain);
     taskq_client_free(forged);
-    stop_worker(w);
+    stop_worker(&w);
 }
 
 static void test_security_acl_users_and_secrets(void **state)
@@ -323,7 +296,8 @@ static void test_security_acl_users_and_secrets(void **state)
     fprintf(f, "%s\n", wurl);
     fclose(f);
     chmod(path, 0600);
-    pid_t w = start_worker(NULL, "acl", NULL, path);
+    tf_worker w;
+    start_worker(&w, NULL, "acl", NULL, path);
 
     taskq_client *c = client(surl);
     taskq_task *t = task2("add", "acl", "20", "22");
@@ -354,10 +328,8 @@ static void test_security_acl_users_and_secrets(void **state)
     assert_null(strstr(e, SUBMIT_PW));
     taskq_client_free(c);
 
-    char logpath[TH_PATH_MAX];
-    snprintf(logpath, sizeof(logpath), "%s", th_proc_log(w));
-    stop_worker(w);
-    char *log = th_read_file(logpath, NULL);
+    stop_worker(&w);
+    char *log = th_read_file(w.log, NULL);
     assert_non_null(log);
     assert_non_null(strstr(log, "taskq-worker:***@127.0.0.1"));
     assert_null(strstr(log, WORKER_PW));
@@ -372,11 +344,9 @@ static void test_security_refuses_root(void **state)
     char *bin = th_bin("taskq-worker");
     const char *argv[] = {bin, "--redis", S->url, NULL};
     const char *env[] = {"TASKQ_ALLOW_ROOT", NULL}; /* unset it */
-    pid_t pid = th_spawn(argv, env);
+    char logpath[TH_PATH_MAX];                      /* kept: the harness forgets it once reaped */
+    pid_t pid = tf_spawn(argv, env, logpath);
     free(bin);
-    /* The log is untracked once the process is reaped: keep its path. */
-    char logpath[TH_PATH_MAX];
-    snprintf(logpath, sizeof(logpath), "%s", th_proc_log(pid));
     int st;
     assert_int_equal(th_wait_exit(pid, 10000, &st), 0);
     assert_true(WIFEXITED(st));

@@ -142,6 +142,7 @@ bench() {
 start_worker() {
     "$WORKER" --redis "$URL" --prefix "$PREFIX" --queues "$QUEUE" --pool "$1" \
         --concurrency "$2" --shutdown-timeout 3 --log-level warn \
+        --prefetch "${TASKQ_BENCH_PREFETCH:-auto}" \
         >>"$tmp/worker.log" 2>&1 &
     WORKERS="$WORKERS $!"
     echo "$!" >>"$tmp/pids"
@@ -326,7 +327,7 @@ echo "## taskq benchmark$( [ "$QUICK" = 1 ] && echo ' (--quick: small N, smoke r
 echo
 echo "- machine: $NPROC × $CPU, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r); load average before the run: $LOAD0"
 echo "- versions: Redis $RV; $GV; $TV (git $GIT$DIRTY)"
-echo "- settings: redis-server on 127.0.0.1 TCP, --save \"\" --appendonly no; task \`noop\`, queue cap 10,000,000, argument validation on; results stored (TTL 86400 s), leases on (10 s); workers --log-level warn; N: drain $(fmt "$DRAIN_N") (bulk pre-queued in batches of $BATCH; each drain row is the best of $REPS runs, every run in the raw lines), enqueue single $(fmt "$SINGLE_N"), bulk $(fmt "$BULK_N"); ceiling = redis-benchmark -c 50 -P 16 -d 512 -t lpush -n $(fmt "$CEIL_N"); run took ${ELAPSED} s"
+echo "- settings: redis-server on 127.0.0.1 TCP, --save \"\" --appendonly no; task \`noop\`, queue cap 10,000,000, argument validation on; results stored (TTL 86400 s), leases on (10 s); workers --log-level warn --prefetch ${TASKQ_BENCH_PREFETCH:-auto}; N: drain $(fmt "$DRAIN_N") (bulk pre-queued in batches of $BATCH; each drain row is the best of $REPS runs, every run in the raw lines), enqueue single $(fmt "$SINGLE_N"), bulk $(fmt "$BULK_N"); ceiling = redis-benchmark -c 50 -P 16 -d 512 -t lpush -n $(fmt "$CEIL_N"); run took ${ELAPSED} s"
 echo
 row "scenario" "taskq" "ratio" "target" "met"
 row "---" "---:" "---:" "---" "---"

@@ -48,6 +48,7 @@ struct taskq_client {
     tq_msg_limits limits;
     int validate;
     int resent;       /* the current batch was sent twice (stale link) */
+    unsigned cached;  /* bit per tq_script_id known cached on this connection */
     tq_keyring *keys; /* signing key (first entry), NULL: unsigned */
     sig_entry sigs[SIG_CACHE_MAX];
     size_t nsigs;
@@ -147,6 +148,7 @@ static int ensure_conn(taskq_client *c)
         return c->err;
     if (c->rc)
         return 0;
+    c->cached = 0;
     c->rc = tq_sconn_connect(&c->url, c->timeout, err, sizeof(err));
     if (!c->rc)
         return fail(c, TASKQ_ECONN, "%s", err);
@@ -301,6 +303,8 @@ static redisReply *run(taskq_client *c, tq_cmd *cmd)
     if (ensure_conn(c) < 0)
         return NULL;
     redisReply *r = tq_sconn_run(c->rc, cmd);
+    if (r && r->type != REDIS_REPLY_ERROR && cmd->script >= 0)
+        c->cached |= 1u << cmd->script; /* EVALSHA worked, or EVAL cached it */
     /* A connection that sat idle may have died with a Redis restart: give it
      * one fresh try. Everything sent through here may run twice (reads, or
      * scripts whose second run is refused or changes nothing). */
@@ -1000,24 +1004,110 @@ int taskq_state_get(taskq_client *c, const char *queue, const char *id, taskq_st
     return rc;
 }
 
+static struct timeval tv_of(double s)
+{
+    struct timeval tv = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+    return tv;
+}
+
+/* Interpret a state-script reply into *out (see fetch_state). */
+static int state_reply(taskq_client *c, const char *queue, const char *id, const redisReply *r,
+                       taskq_result **out)
+{
+    *out = NULL;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return fail(c, TASKQ_EREDIS, "state of %s failed: %s", id,
+                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    if (r->element[0]->type == REDIS_REPLY_STRING) {
+        json_t *rec = NULL;
+        taskq_state st = TASKQ_PENDING;
+        int rc = parse_record(c, r->element[0]->str, r->element[0]->len, &rec, &st);
+        if (rc < 0)
+            return rc;
+        char *raw = tq_xstrndup(r->element[0]->str, r->element[0]->len);
+        *out = result_from_record(rec, st, raw);
+        free(raw);
+    } else if (r->element[1]->integer == 1) {
+        *out = result_derived(queue, id, TASKQ_STARTED);
+    } else if (r->element[2]->integer == 1) {
+        *out = result_derived(queue, id, TASKQ_PENDING);
+    } else {
+        return fail(c, TASKQ_ENOTFOUND,
+                    "no task %s on queue '%s' (never submitted, or its result expired)", id, queue);
+    }
+    return 0;
+}
+
+/* One round trip: [pre (e.g. the enqueue), BLMOVE on the done list for at
+ * most `left` seconds (< 0: no limit), the state script]. The BLMOVE blocks
+ * in Redis until the task reaches a final state (its done list gets its one
+ * element; rotating the list onto itself leaves it for other waiters).
+ * *pre_reply receives pre's reply when pre is given (caller frees). */
+static int block_then_state(taskq_client *c, const char *queue, const char *id, double left,
+                            const tq_cmd *pre, redisReply **pre_reply, taskq_result **out)
+{
+    char key[TQ_KEY_MAX], tmo[32];
+    tq_cmd cmds[3];
+    redisReply *replies[3] = {NULL, NULL, NULL};
+    int n = 0, rc;
+    *out = NULL;
+    if ((rc = ensure_conn(c)) < 0)
+        return rc;
+    if (pre)
+        cmds[n++] = *pre; /* shallow copy: the caller keeps ownership */
+    tq_key_task(key, c->prefix, queue, "done", id);
+    snprintf(tmo, sizeof(tmo), "%.3f", left >= 0 ? (left < 0.001 ? 0.001 : left) : 0.0);
+    tq_cmd *bl = &cmds[n++];
+    tq_cmd_init(bl);
+    const char *argv[] = {"BLMOVE", key, key, "RIGHT", "LEFT", tmo};
+    for (int i = 0; i < 6; i++)
+        tq_cmd_add_str(bl, argv[i]);
+    tq_cmd *st = &cmds[n++];
+    tq_cmd_init(st);
+    tq_cmd_state(st, c->prefix, queue, id);
+    redisSetTimeout(c->rc, left >= 0 ? tv_of(left + c->timeout) : tv_of(0));
+    if (tq_sconn_pipeline(c->rc, cmds, (size_t)n, replies) < 0) {
+        conn_lost(c);
+        rc = TASKQ_ECONN;
+    } else {
+        redisSetTimeout(c->rc, tv_of(c->timeout));
+        redisReply *br = replies[n - 2];
+        if (br->type == REDIS_REPLY_ERROR)
+            rc = fail(c, TASKQ_EREDIS, "waiting for %s failed: %s", id, br->str);
+        else
+            rc = state_reply(c, queue, id, replies[n - 1], out);
+    }
+    if (pre) {
+        *pre_reply = replies[0];
+        replies[0] = NULL;
+    }
+    for (int i = 0; i < n; i++)
+        freeReplyObject(replies[i]);
+    tq_cmd_release(bl);
+    tq_cmd_release(st);
+    return rc;
+}
+
 int taskq_result_wait(taskq_client *c, const char *queue, const char *id, double timeout,
                       taskq_result **out)
 {
     int64_t deadline = timeout >= 0 ? tq_mono_ms() + (int64_t)(timeout * 1000.0) : -1;
+    taskq_result *r;
     int rc;
     *out = NULL;
     if (!queue)
         queue = DEFAULT_QUEUE;
+    /* First a plain read (an unknown id must not block until the time-out),
+     * then block and read again in one round trip until final or late. */
+    if ((rc = fetch_state(c, queue, id, &r)) < 0)
+        return rc;
     for (;;) {
-        taskq_result *r;
-        if ((rc = fetch_state(c, queue, id, &r)) < 0)
-            return rc;
         if (taskq_state_is_final(r->state)) {
             *out = r;
             ok(c);
             return 0;
         }
-        double left = 0;
+        double left = -1;
         if (deadline >= 0) {
             int64_t ms = deadline - tq_mono_ms();
             if (ms <= 0) {
@@ -1028,40 +1118,56 @@ int taskq_result_wait(taskq_client *c, const char *queue, const char *id, double
             left = (double)ms / 1000.0;
         }
         taskq_result_free(r);
-        /* Block in Redis until the done list gets its element; rotating the
-         * list onto itself leaves the element for other waiters. */
-        char key[TQ_KEY_MAX], tmo[32];
-        tq_key_task(key, c->prefix, queue, "done", id);
-        snprintf(tmo, sizeof(tmo), "%.3f", deadline >= 0 ? (left < 0.001 ? 0.001 : left) : 0.0);
-        const char *argv[] = {"BLMOVE", key, key, "RIGHT", "LEFT", tmo};
-        struct timeval tv = {0, 0};
-        if (deadline >= 0) {
-            double s = left + c->timeout;
-            tv.tv_sec = (time_t)s;
-            tv.tv_usec = (suseconds_t)((s - (double)(time_t)s) * 1e6);
-        } else {
-            tv.tv_sec = 0;
-        }
-        if ((rc = ensure_conn(c)) < 0)
+        if ((rc = block_then_state(c, queue, id, left, NULL, NULL, &r)) < 0)
             return rc;
-        redisSetTimeout(c->rc, tv);
-        redisReply *br = run_fmt(c, 6, argv);
-        if (c->rc) {
-            struct timeval dtv = {(time_t)c->timeout,
-                                  (suseconds_t)((c->timeout - (double)(time_t)c->timeout) * 1e6)};
-            redisSetTimeout(c->rc, dtv);
-        }
-        if (!br)
-            return c->err;
-        int is_err = br->type == REDIS_REPLY_ERROR;
-        if (is_err)
-            fail(c, TASKQ_EREDIS, "waiting for %s failed: %s", id, br->str);
-        freeReplyObject(br);
-        if (is_err)
-            return TASKQ_EREDIS;
-        /* Either the element arrived or the Redis-side time-out passed: the
-         * loop re-reads the state and checks the deadline. */
     }
+}
+
+int taskq_submit_wait(taskq_client *c, const taskq_task *t, double timeout, char id[TASKQ_ID_SIZE],
+                      taskq_result **out)
+{
+    char idbuf[TASKQ_ID_SIZE];
+    int rc;
+    unsigned need = (1u << TQ_SCRIPT_ENQUEUE) | (1u << TQ_SCRIPT_STATE);
+    *out = NULL;
+    if (!c->rc || (c->cached & need) != need || t->id[0] ||
+        (c->validate && (!t->name || !sig_find(c, t->name)))) {
+        /* Two steps for: a fresh connection (a NOSCRIPT enqueue must not sit
+         * behind a blocking wait), an explicit id (a duplicate would leave
+         * the wait blocked on another task), a signature not fetched yet. */
+        if ((rc = taskq_submit(c, t, idbuf)) < 0)
+            return rc;
+        if (id)
+            memcpy(id, idbuf, TASKQ_ID_SIZE);
+        return taskq_result_wait(c, t->queue, idbuf, timeout, out);
+    }
+    tq_cmd enq;
+    tq_cmd_init(&enq);
+    if ((rc = build_enqueue(c, t, &enq, idbuf)) < 0) {
+        tq_cmd_release(&enq);
+        return rc;
+    }
+    if (id)
+        memcpy(id, idbuf, TASKQ_ID_SIZE);
+    redisReply *er = NULL;
+    rc = block_then_state(c, t->queue, idbuf, timeout, &enq, &er, out);
+    tq_cmd_release(&enq);
+    if (er) {
+        int erc = enqueue_reply(c, er, t, idbuf);
+        freeReplyObject(er);
+        if (erc < 0) {
+            taskq_result_free(*out);
+            *out = NULL;
+            return erc;
+        }
+    }
+    if (rc < 0)
+        return rc;
+    if (!taskq_state_is_final((*out)->state))
+        return fail(c, TASKQ_ETIMEDOUT, "task %s is still %s after %.3g s", idbuf,
+                    taskq_state_name((*out)->state), timeout);
+    ok(c);
+    return 0;
 }
 
 int taskq_cancel(taskq_client *c, const char *queue, const char *id)

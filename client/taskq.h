@@ -176,6 +176,11 @@ TASKQ_API int taskq_result_get(taskq_client *c, const char *queue, const char *i
  * TASKQ_ETIMEDOUT when the time ran out; *out then holds the latest state. */
 TASKQ_API int taskq_result_wait(taskq_client *c, const char *queue, const char *id, double timeout,
                                 taskq_result **out);
+/* Submit t and wait for its final result, in one round trip once the
+ * connection is warm (the enqueue and a blocking wait pipelined). Same
+ * results and codes as taskq_submit followed by taskq_result_wait. */
+TASKQ_API int taskq_submit_wait(taskq_client *c, const taskq_task *t, double timeout,
+                                char id[TASKQ_ID_SIZE], taskq_result **out);
 /* The state only. */
 TASKQ_API int taskq_state_get(taskq_client *c, const char *queue, const char *id, taskq_state *out);
 /* Cancel a task that has not started: its state becomes REVOKED.

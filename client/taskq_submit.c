@@ -391,12 +391,25 @@ static int cmd_submit(cli *c)
     taskq_client *cl = connect_client(c, &ex);
     if (!cl)
         return ex;
+    if (c->wait) {
+        taskq_result *r = NULL;
+        int rc = taskq_submit_wait(cl, c->defaults, c->timeout, id, &r);
+        if (rc == TASKQ_ETIMEDOUT && r) {
+            ex = print_result(c, r, 1);
+        } else if (rc < 0) {
+            fprintf(stderr, "taskq-submit: %s\n", taskq_client_errstr(cl));
+            ex = code_to_exit(rc);
+        } else {
+            ex = print_result(c, r, 0);
+        }
+        taskq_result_free(r);
+        taskq_client_free(cl);
+        return ex;
+    }
     int rc = taskq_submit(cl, c->defaults, id);
     if (rc < 0) {
         fprintf(stderr, "taskq-submit: %s\n", taskq_client_errstr(cl));
         ex = code_to_exit(rc);
-    } else if (c->wait) {
-        ex = wait_and_print(c, cl, c->queue, id);
     } else if (c->json) {
         printf("{\"id\":\"%s\",\"state\":\"PENDING\",\"queue\":\"%s\"}\n", id,
                c->queue ? c->queue : "default");

@@ -127,10 +127,12 @@ static void usage(FILE *out)
         "Work:\n"
         "  --queues A,B,...          queues in priority order (default: default)\n"
         "  --concurrency N           executors (default: number of CPUs)\n"
-        "  --prefetch N              tasks taken beyond the idle executors, in the same atomic\n"
-        "                            fetch, to save round trips (default: concurrency; 0: none).\n"
-        "                            They are leased like running tasks, so nothing is lost\n"
-        "  --pool prefork|threads    prefork: forked children, crash isolation, hard time limits\n"
+        "  --prefetch N|auto         tasks taken beyond the idle executors, in the same atomic\n"
+"                            fetch, to save round trips (default: concurrency; 0: none).\n"
+"                            They are leased like running tasks, so nothing is lost.\n"
+"                            auto: grow up to 1000 while the queue is deep and tasks\n"
+"                            are short (fastest drain; a lost worker holds more)\n"
+"  --pool prefork|threads    prefork: forked children, crash isolation, hard time limits\n"
         "                            (default); threads: one process, no hard time limits\n"
         "  --load PATH.so            load a task library (repeatable; TASKQ_LOAD takes a\n"
         "                            colon-separated list); it must define taskq_tasks_init()\n"
@@ -268,9 +270,14 @@ static int apply(opts *o, int id, const char *name, const char *v)
         c->concurrency = (int)n;
         return 0;
     case OPT_PREFETCH:
+        if (strcmp(v, "auto") == 0) {
+            c->prefetch_auto = 1;
+            return 0;
+        }
         if (int_opt(name, v, 0, 100000, &n) < 0)
             return -1;
         c->prefetch = (int)n;
+        c->prefetch_auto = 0;
         o->prefetch_set = 1;
         return 0;
     case OPT_POOL:

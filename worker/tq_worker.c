@@ -36,6 +36,14 @@
 #define RECOVER_MAX 1000
 #define PROGRESS_MIN_MS 250
 #define EXIT_FLUSH_MS 10000
+/* --prefetch auto: while fetches come back full and tasks take less than
+ * FAST_TASK_MS on average, the window doubles up to PREFETCH_MAX, so a deep
+ * queue of short tasks costs a few Redis calls per thousand tasks; slow
+ * tasks keep the base window, so one worker does not hoard work that idle
+ * workers could run. Off by default: a worker that dies holds at most
+ * concurrency + --prefetch tasks until their leases expire. */
+#define PREFETCH_MAX 1000
+#define FAST_TASK_MS 5.0
 
 typedef struct job {
     struct job *prev, *next;
@@ -103,6 +111,8 @@ struct tq_worker {
     int nrunning;
     job ready; /* list head: fetched and leased, waiting for an executor */
     int nready;
+    int window;            /* current prefetch, >= cfg.prefetch */
+    double avg_runtime_ms; /* moving average of task run times */
     int fetching;
     unsigned fetch_gen;
     int fetch_q;
@@ -563,6 +573,7 @@ static void pool_done_cb(void *arg, void *cookie, tq_outcome *out)
     job *j = cookie;
     job_unlink(j);
     w->nrunning--;
+    w->avg_runtime_ms = w->avg_runtime_ms * 0.9 + out->runtime_ms * 0.1;
     int attempt = (int)j->msg->attempts + 1;
     const char *msgtext = out->err_message ? out->err_message : "";
 
@@ -809,6 +820,11 @@ static void fetch_reply(tq_worker *w, redisReply *r)
     arm_due_timer(qs, r->element[1]->integer, r->element[2]->integer);
     int got = (int)(r->elements - 3) / 3;
     qs->due_now = 0;
+    if (w->cfg.prefetch_auto && got == w->fetch_max && got > 0 &&
+        w->avg_runtime_ms < FAST_TASK_MS)
+        w->window = w->window * 2 > PREFETCH_MAX ? PREFETCH_MAX : w->window * 2;
+    else if (got < w->fetch_max)
+        w->window = w->cfg.prefetch;
     if (got < w->fetch_max && qs->gen == w->fetch_gen)
         qs->empty = 1;
     for (int i = 0; i < got; i++) {
@@ -857,7 +873,7 @@ static void maybe_fetch(tq_worker *w)
     if (w->stopping || w->fetching || !tq_aconn_up(w->cmd))
         return;
     /* Room: idle executors plus the prefetch allowance, less what waits. */
-    int want = tq_pool_idle(w->pool) + w->cfg.prefetch - w->nready;
+    int want = tq_pool_idle(w->pool) + w->window - w->nready;
     if (want < 0)
         want = 0;
     for (int q = 0; q < w->cfg.nqueues; q++) {
@@ -1227,6 +1243,8 @@ tq_worker *tq_worker_new(const tq_worker_config *cfg, const tq_registry *reg, ch
     w->reg = reg;
     w->running.next = w->running.prev = &w->running;
     w->ready.next = w->ready.prev = &w->ready;
+    w->window = cfg->prefetch;
+    w->avg_runtime_ms = 1000.0; /* slow until tasks prove otherwise */
     w->started_ms = tq_now_ms();
     w->base = event_base_new();
     if (!w->base) {

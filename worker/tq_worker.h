@@ -21,6 +21,7 @@ typedef struct tq_worker_config {
     tq_pool_kind pool;
     int concurrency;
     int prefetch;         /* tasks fetched beyond the idle executors */
+    int prefetch_auto;    /* grow the window on deep queues of short tasks */
     int64_t lease_ms;     /* task lease; a lost worker's tasks return after this */
     int64_t heartbeat_ms; /* heartbeat, lease extension and recovery period */
     int64_t result_ttl_ms;

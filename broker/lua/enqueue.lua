@@ -4,6 +4,10 @@
 local id = ARGV[1]
 local cap = tonumber(ARGV[5])
 if cap > 0 and redis.call('HLEN', KEYS[1]) >= cap then
+  -- A submit-and-wait pipelines a blocking wait on done:<id> behind this
+  -- call: wake it now rather than at its time-out.
+  redis.call('RPUSH', KEYS[5], 'REFUSED')
+  redis.call('PEXPIRE', KEYS[5], 60000)
   return redis.error_reply('taskq queue full')
 end
 if redis.call('HSETNX', KEYS[1], id, ARGV[2]) == 0 then

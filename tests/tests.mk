@@ -1,7 +1,8 @@
 # Test binaries (included by the top-level Makefile).
 #   tests/unit/test_*.c         cmocka unit tests, linked with the internal objects
 #   tests/integration/test_*.c  cmocka integration tests: real redis-server and
-#                               real taskq-worker, started by tests/harness.c
+#                               real taskq-worker, started by tests/harness.c;
+#                               shared fixtures in tests/taskq_fx.c
 # tests/run.sh runs them all and prints the final "N passed, N failed" line.
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -9,6 +10,7 @@ INTEG_SRC := $(wildcard tests/integration/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
 INTEG_BINS := $(INTEG_SRC:tests/%.c=$(BUILD)/tests/%)
 HARNESS_OBJ := $(OBJ)/tests/harness.o
+TEST_FX_OBJ := $(OBJ)/tests/taskq_fx.o
 DOC_EXAMPLES := $(patsubst docs/examples/%.c,$(BUILD)/examples/%,$(filter-out docs/examples/example_tasks.c,$(wildcard docs/examples/*.c)))
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(CORE_OBJ) $(WORKER_OBJ) $(CLIENT_OBJ)
@@ -16,9 +18,9 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(CORE_OBJ) $(WORKER_OBJ) $(CLIENT_OBJ)
 	$(CC) $(CFLAGS_ALL) -Iworker -o $@ $< $(WORKER_OBJ) $(CLIENT_OBJ) $(CORE_OBJ) \
 	  -Wl,--export-dynamic $(LDFLAGS_ALL) $(CMOCKA_LIBS) $(PKG_LIBS) -ldl -lpthread
 
-$(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBA)
+$(BUILD)/tests/integration/%: tests/integration/%.c $(TEST_FX_OBJ) $(HARNESS_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Iclient -Itests -o $@ $< $(HARNESS_OBJ) $(LIBA) \
+	$(CC) $(CFLAGS_ALL) -Iclient -Itests -o $@ $< $(TEST_FX_OBJ) $(HARNESS_OBJ) $(LIBA) \
 	  $(LDFLAGS_ALL) $(CMOCKA_LIBS) $(PKG_LIBS)
 
 # Examples in docs/ are compiled against the installed-style headers only.

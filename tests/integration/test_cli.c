@@ -14,45 +14,33 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "harness.h"
 #include "taskq.h"
+#include "taskq_fx.h"
 
 extern char **environ;
 
-#define RUN_MS 15000   /* any CLI run must end within this */
-#define READY_MS 10000 /* a worker logs "ready" within this */
+#define RUN_MS 15000 /* any CLI run must end within this */
 #define STOP_MS 10000
-
-typedef struct group_fx {
-    th_redis_server *srv;
-    redisContext *rc;
-} group_fx;
 
 typedef struct tc {
     char prefix[64];
     char env_url[128];
     char env_prefix[96];
     taskq_client *c; /* to verify many results at once */
-    pid_t worker;
-    char worker_log[TH_PATH_MAX];
+    tf_worker worker;
 } tc;
-
-static group_fx *G;
 
 /* ---- running taskq-submit ------------------------------------------------ */
 
@@ -194,89 +182,30 @@ static json_t *parse_json(const char *s)
 
 /* ---- fixtures ----------------------------------------------------------- */
 
-/* The worker logged "ready", or exited (x->worker becomes 0): stop waiting. */
-static int ready_cond(void *arg)
-{
-    tc *x = arg;
-    int st;
-    if (th_wait_exit(x->worker, 0, &st) == 0) {
-        x->worker = 0;
-        return 1;
-    }
-    char *s = th_read_file(x->worker_log, NULL);
-    int ok = s && strstr(s, " ready: ") != NULL;
-    free(s);
-    return ok;
-}
-
-static int group_setup(void **state)
-{
-    static group_fx g;
-    g.srv = th_redis_start(NULL);
-    if (!g.srv)
-        return -1;
-    g.rc = th_redis(g.srv);
-    if (!g.rc)
-        return -1;
-    G = &g;
-    *state = &g;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    group_fx *g = *state;
-    if (g) {
-        redisFree(g->rc);
-        th_redis_free(g->srv);
-    }
-    th_cleanup();
-    return 0;
-}
-
 /* Every test: its own prefix and a worker on it (queues default,other). */
 static int setup(void **state)
 {
-    static int seq;
+    const char *url = tf_group()->srv->url;
     tc *x = calloc(1, sizeof(*x));
-    if (!x)
-        return -1;
-    snprintf(x->prefix, sizeof(x->prefix), "cli%d-%d:", (int)getpid(), ++seq);
-    snprintf(x->env_url, sizeof(x->env_url), "TASKQ_REDIS_URL=%s", G->srv->url);
+    assert_non_null(x);
+    x->c = tf_client_prefixed(url, "cli", x->prefix);
+    snprintf(x->env_url, sizeof(x->env_url), "TASKQ_REDIS_URL=%s", url);
     snprintf(x->env_prefix, sizeof(x->env_prefix), "TASKQ_PREFIX=%s", x->prefix);
-    x->c = taskq_client_new(G->srv->url);
-    if (!x->c || taskq_client_error(x->c) || taskq_client_set_prefix(x->c, x->prefix))
-        goto fail;
-    char *bin = th_bin("taskq-worker");
-    const char *argv[] = {
-        bin, "--redis",         G->srv->url, "--prefix", x->prefix,       "--concurrency",
-        "2", "--retry-backoff", "0.05",      "--queues", "default,other", NULL};
-    x->worker = th_spawn(argv, NULL);
-    free(bin);
-    if (x->worker <= 0)
-        goto fail;
-    snprintf(x->worker_log, sizeof(x->worker_log), "%s", th_proc_log(x->worker));
-    if (!th_wait_until(ready_cond, x, READY_MS) || x->worker == 0) {
-        th_dump_file("worker log (not ready)", x->worker_log);
-        goto fail;
-    }
+    const char *argv[] = {"--prefix", x->prefix,  "--concurrency", "2", "--retry-backoff",
+                          "0.05",     "--queues", "default,other", NULL};
+    /* A worker that does not start fails the setup (th_cleanup stops it). */
+    tf_worker_start(&x->worker, url, argv, NULL, 1);
     *state = x;
     return 0;
-fail:
-    if (x->worker > 0)
-        th_stop_proc(x->worker, STOP_MS);
-    taskq_client_free(x->c);
-    free(x);
-    return -1;
 }
 
 static int teardown(void **state)
 {
     tc *x = *state;
-    int st = th_stop_proc(x->worker, STOP_MS);
+    int st = tf_worker_stop(&x->worker, STOP_MS);
     int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (!clean)
-        th_dump_file("worker log", x->worker_log);
+        th_dump_file("worker log", x->worker.log);
     taskq_client_free(x->c);
     free(x);
     return clean ? 0 : -1;
@@ -401,18 +330,6 @@ static void test_cli_result_json(void **state)
     cli_run_free(&r);
 }
 
-typedef struct started_wait {
-    tc *x;
-    const char *id;
-} started_wait;
-
-static int started_cond(void *arg)
-{
-    started_wait *w = arg;
-    taskq_state s = TASKQ_PENDING;
-    return taskq_state_get(w->x->c, NULL, w->id, &s) == 0 && s == TASKQ_STARTED;
-}
-
 static void test_cli_cancel(void **state)
 {
     tc *x = *state;
@@ -456,7 +373,7 @@ static void test_cli_cancel(void **state)
     expect_status(&r, 0);
     one_id(&r, id);
     cli_run_free(&r);
-    if (!th_wait_until(started_cond, &(started_wait){x, id}, 5000))
+    if (!tf_wait_state(x->c, NULL, id, TASKQ_STARTED, 5000))
         fail_msg("task %s did not start", id);
     const char *f[] = {"cancel", id, NULL};
     r = run_x(x, f, NULL);
@@ -649,7 +566,7 @@ static void test_cli_non_json_arg_exit_64(void **state)
     assert_string_equal(r.out, "");
     cli_run_free(&r);
     /* Nothing was submitted. */
-    redisReply *rep = th_cmd(G->rc, "HLEN %s{default}:msg", x->prefix);
+    redisReply *rep = th_cmd(tf_group()->rc, "HLEN %s{default}:msg", x->prefix);
     assert_non_null(rep);
     assert_int_equal(rep->integer, 0);
     freeReplyObject(rep);
@@ -662,25 +579,10 @@ static void test_cli_non_json_arg_exit_64(void **state)
     cli_run_free(&r);
 }
 
-static int dead_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void test_cli_unreachable_exit_69(void **state)
 {
     (void)state;
-    int port = dead_port();
+    int port = tf_dead_port();
     char url[128], addr[32];
     snprintf(url, sizeof(url), "redis://alice:hunter2secret@127.0.0.1:%d/0", port);
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
@@ -712,7 +614,7 @@ static void test_cli_redis_url_file(void **state)
     snprintf(path, sizeof(path), "%s/url-%s", th_tmpdir(), x->prefix);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fprintf(f, "%s\n", G->srv->url);
+    fprintf(f, "%s\n", tf_group()->srv->url);
     assert_int_equal(fclose(f), 0);
     const char *a[] = {"--redis-url-file", path,        "--prefix", x->prefix, "add", "1", "1",
                        "--wait",           "--timeout", "10",       NULL};
@@ -724,17 +626,6 @@ static void test_cli_redis_url_file(void **state)
 }
 
 /* ---- time, help, dead letters ------------------------------------------- */
-
-static long long redis_now_ms(void)
-{
-    redisReply *r = th_cmd(G->rc, "TIME");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    long long ms =
-        strtoll(r->element[0]->str, NULL, 10) * 1000 + strtoll(r->element[1]->str, NULL, 10) / 1000;
-    freeReplyObject(r);
-    return ms;
-}
 
 /* ms since the epoch as ISO 8601 with milliseconds, at UTC offset
  * `offset_min` ("Z" when 0). */
@@ -758,7 +649,7 @@ static void iso8601(long long ms, int offset_min, char *buf, size_t len)
 static void test_cli_eta_iso8601(void **state)
 {
     tc *x = *state;
-    long long eta = redis_now_ms() + 1500;
+    long long eta = tf_redis_now_ms(tf_group()->rc) + 1500;
     char when[64], when2[64];
     iso8601(eta, 0, when, sizeof(when));
     iso8601(eta, 120, when2, sizeof(when2)); /* the same instant at +02:00 */
@@ -868,5 +759,5 @@ int main(void)
         T(test_cli_dead_list),
     };
 #undef T
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, tf_group_setup, tf_group_teardown);
 }

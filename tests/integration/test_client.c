@@ -13,41 +13,29 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness.h"
 #include "taskq.h"
+#include "taskq_fx.h"
 
-#define WAIT_S 10.0    /* result waits that should finish well before this */
-#define READY_MS 10000 /* a worker logs "ready" within this */
-#define STOP_MS 10000  /* a worker exits after SIGTERM within this */
+#define WAIT_S 10.0   /* result waits that should finish well before this */
+#define STOP_MS 10000 /* a worker exits after SIGTERM within this */
 #define MAX_WORKERS 3
-
-typedef struct group_fx {
-    th_redis_server *srv;
-    redisContext *rc; /* for INFO and direct key checks */
-} group_fx;
 
 /* Per-test fixture: a client on the test's own prefix and its workers. */
 typedef struct tc {
-    group_fx *g;
     char prefix[64];
     taskq_client *c;
-    pid_t workers[MAX_WORKERS];
+    tf_worker workers[MAX_WORKERS]; /* every one started; pid 0 once stopped */
     int nworkers;
 } tc;
-
-static group_fx *G;
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -87,41 +75,17 @@ static void submit_free(tc *x, taskq_task *t, char id[TASKQ_ID_SIZE])
 /* Wait for a final state; fails the test on any error or time-out. */
 static taskq_result *wait_final(tc *x, const char *id, double timeout)
 {
-    taskq_result *r = NULL;
-    int rc = taskq_result_wait(x->c, NULL, id, timeout, &r);
-    if (rc != 0)
-        fail_msg("wait %s: %d %s", id, rc, taskq_client_errstr(x->c));
-    assert_non_null(r);
-    assert_true(taskq_state_is_final(taskq_result_state(r)));
-    assert_string_equal(taskq_result_id(r), id);
-    return r;
+    return tf_wait_final(x->c, NULL, id, timeout, NULL);
 }
 
 static taskq_state state_of(tc *x, const char *id)
 {
-    taskq_state s = TASKQ_PENDING;
-    int rc = taskq_state_get(x->c, NULL, id, &s);
-    if (rc != 0)
-        fail_msg("state %s: %d %s", id, rc, taskq_client_errstr(x->c));
-    return s;
-}
-
-typedef struct state_wait {
-    tc *x;
-    const char *id;
-    taskq_state want;
-} state_wait;
-
-static int state_cond(void *arg)
-{
-    state_wait *w = arg;
-    return state_of(w->x, w->id) == w->want;
+    return tf_state(x->c, NULL, id);
 }
 
 static void wait_state(tc *x, const char *id, taskq_state want, int timeout_ms)
 {
-    state_wait w = {x, id, want};
-    if (!th_wait_until(state_cond, &w, timeout_ms))
+    if (!tf_wait_state(x->c, NULL, id, want, timeout_ms))
         fail_msg("task %s: state %s, want %s after %d ms", id, taskq_state_name(state_of(x, id)),
                  taskq_state_name(want), timeout_ms);
 }
@@ -152,119 +116,30 @@ static long long rec_array_size(const taskq_result *r, const char *field)
     return n;
 }
 
-/* Log paths of the processes this file started: the harness forgets a
- * process (and its log path) once it has been reaped. */
-static struct {
-    pid_t pid;
-    char path[TH_PATH_MAX];
-} logs[64];
-static int nlogs;
-
-static void remember_log(pid_t pid)
-{
-    const char *p = th_proc_log(pid);
-    assert_non_null(p);
-    int i = nlogs < 64 ? nlogs++ : 63;
-    logs[i].pid = pid;
-    snprintf(logs[i].path, sizeof(logs[i].path), "%s", p);
-}
-
-static const char *log_of(pid_t pid)
-{
-    for (int i = nlogs - 1; i >= 0; i--)
-        if (logs[i].pid == pid)
-            return logs[i].path;
-    fail_msg("no log for pid %d", (int)pid);
-    return NULL;
-}
-
-static int log_has(pid_t pid, const char *needle)
-{
-    char *s = th_read_file(log_of(pid), NULL);
-    int found = s && strstr(s, needle) != NULL;
-    free(s);
-    return found;
-}
-
-/* The worker logged "ready", or exited (*pid becomes 0): stop waiting. */
-static int ready_cond(void *arg)
-{
-    pid_t *pid = arg;
-    int st;
-    if (th_wait_exit(*pid, 0, &st) == 0) {
-        *pid = 0;
-        return 1;
-    }
-    return log_has(*pid, " ready: ");
-}
-
 /* Start a taskq-worker on x's prefix with `extra` options (NULL-terminated,
- * may be NULL) and wait until it is ready. */
-static pid_t start_worker(tc *x, const char *const *extra)
+ * may be NULL) and wait until it is ready. The worker belongs to x. */
+static tf_worker *start_worker(tc *x, const char *const *extra)
 {
-    const char *argv[32];
-    int n = 0;
-    char *bin = th_bin("taskq-worker");
-    argv[n++] = bin;
-    argv[n++] = "--redis";
-    argv[n++] = x->g->srv->url;
-    argv[n++] = "--prefix";
-    argv[n++] = x->prefix;
-    argv[n++] = "--concurrency";
-    argv[n++] = "2";
-    argv[n++] = "--retry-backoff";
-    argv[n++] = "0.05";
-    argv[n++] = "--log-level";
-    argv[n++] = "info";
-    for (; extra && *extra && n < 30; extra++)
+    const char *argv[32] = {"--prefix",        x->prefix, "--concurrency", "2",
+                            "--retry-backoff", "0.05",    "--log-level",   "info"};
+    int n = 8;
+    for (; extra && *extra && n < 31; extra++)
         argv[n++] = *extra;
     argv[n] = NULL;
     assert_int_not_equal(x->nworkers, MAX_WORKERS);
-    pid_t pid = th_spawn(argv, NULL);
-    free(bin);
-    assert_true(pid > 0);
-    x->workers[x->nworkers++] = pid;
-    remember_log(pid);
-    pid_t alive = pid;
-    if (!th_wait_until(ready_cond, &alive, READY_MS) || alive == 0) {
-        th_dump_file("worker log", log_of(pid));
-        if (alive == 0)
-            x->nworkers--;
-        fail_msg("taskq-worker %s", alive ? "not ready in time" : "exited at start-up");
-    }
-    return pid;
+    tf_worker *w = &x->workers[x->nworkers++];
+    tf_worker_start(w, tf_group()->srv->url, argv, NULL, 1);
+    return w;
 }
 
 /* SIGTERM a worker of x and require a clean exit (status 0). */
-static void stop_worker(tc *x, pid_t pid)
+static void stop_worker(tf_worker *w)
 {
-    int st = th_stop_proc(pid, STOP_MS);
-    for (int i = 0; i < x->nworkers; i++) {
-        if (x->workers[i] == pid) {
-            x->workers[i] = x->workers[--x->nworkers];
-            break;
-        }
-    }
+    int st = tf_worker_stop(w, STOP_MS);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        th_dump_file("worker log", log_of(pid));
+        th_dump_file("worker log", w->log);
         fail_msg("taskq-worker status 0x%x, want exit 0", st);
     }
-}
-
-/* A loopback TCP port nothing listens on (bound, then closed). */
-static int dead_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 /* Commands clients sent to Redis so far, from INFO commandstats: the
@@ -275,7 +150,7 @@ static long long redis_commands(void)
     static const char *const names[] = {"cmdstat_evalsha:",    "cmdstat_eval:",   "cmdstat_blmove:",
                                         "cmdstat_brpoplpush:", "cmdstat_blpop:",  "cmdstat_brpop:",
                                         "cmdstat_lmove:",      "cmdstat_lindex:", "cmdstat_llen:"};
-    redisReply *r = th_cmd(G->rc, "INFO commandstats");
+    redisReply *r = th_cmd(tf_group()->rc, "INFO commandstats");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     long long total = 0;
@@ -290,46 +165,11 @@ static long long redis_commands(void)
 
 /* ---- fixtures ----------------------------------------------------------- */
 
-static int group_setup(void **state)
-{
-    static group_fx g;
-    g.srv = th_redis_start(NULL);
-    if (!g.srv)
-        return -1;
-    g.rc = th_redis(g.srv);
-    if (!g.rc)
-        return -1;
-    G = &g;
-    *state = &g;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    group_fx *g = *state;
-    if (g) {
-        redisFree(g->rc);
-        th_redis_free(g->srv);
-    }
-    th_cleanup();
-    return 0;
-}
-
 static int setup(void **state)
 {
-    static int seq;
     tc *x = calloc(1, sizeof(*x));
-    if (!x)
-        return -1;
-    x->g = G;
-    snprintf(x->prefix, sizeof(x->prefix), "tc%d-%d:", (int)getpid(), ++seq);
-    x->c = taskq_client_new(G->srv->url);
-    if (!x->c || taskq_client_error(x->c) != TASKQ_OK ||
-        taskq_client_set_prefix(x->c, x->prefix) != 0) {
-        taskq_client_free(x->c);
-        free(x);
-        return -1;
-    }
+    assert_non_null(x);
+    x->c = tf_client_prefixed(tf_group()->srv->url, "tc", x->prefix);
     *state = x;
     return 0;
 }
@@ -337,8 +177,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     tc *x = *state;
-    while (x->nworkers > 0)
-        th_stop_proc(x->workers[--x->nworkers], STOP_MS);
+    for (int i = 0; i < x->nworkers; i++)
+        tf_worker_stop(&x->workers[i], STOP_MS);
     taskq_client_free(x->c);
     free(x);
     return 0;
@@ -573,7 +413,7 @@ static void test_client_cancel_countdown_revoked(void **state)
 
     /* A revoked queued (not delayed) task is skipped by the worker: a task
      * submitted after it still runs, and the revoked one stays REVOKED. */
-    stop_worker(x, x->workers[0]);
+    stop_worker(&x->workers[0]);
     char id2[TASKQ_ID_SIZE], id3[TASKQ_ID_SIZE];
     submit_free(x, task_v("echo", "\"skipped\"", NULL), id2);
     submit_free(x, task_v("echo", "\"runs\"", NULL), id3);
@@ -654,7 +494,7 @@ static void test_client_unknown_task_dead_lettered(void **state)
 static void test_client_dead_requeue_and_purge(void **state)
 {
     tc *x = *state;
-    pid_t w = start_worker(x, NULL);
+    tf_worker *w = start_worker(x, NULL);
     char id1[TASKQ_ID_SIZE], id2[TASKQ_ID_SIZE], id3[TASKQ_ID_SIZE];
     submit_free(x, task_v("no.such.one", NULL), id1);
     submit_free(x, task_v("no.such.two", NULL), id2);
@@ -665,7 +505,7 @@ static void test_client_dead_requeue_and_purge(void **state)
     assert_true(dead_list_has(x, id1) && dead_list_has(x, id2) && dead_list_has(x, id3));
 
     /* Requeue with no worker: the task is queued again, out of the set. */
-    stop_worker(x, w);
+    stop_worker(w);
     assert_int_equal(taskq_dead_requeue(x->c, NULL, id1), 0);
     assert_false(dead_list_has(x, id1));
     assert_int_equal(state_of(x, id1), TASKQ_PENDING);
@@ -700,11 +540,11 @@ static void test_client_dead_requeue_and_purge(void **state)
 static void test_client_dead_requeue_wait_blocks(void **state)
 {
     tc *x = *state;
-    pid_t w = start_worker(x, NULL);
+    tf_worker *w = start_worker(x, NULL);
     char id[TASKQ_ID_SIZE];
     submit_free(x, task_v("no.such.task", NULL), id);
     taskq_result_free(wait_final(x, id, WAIT_S));
-    stop_worker(x, w);
+    stop_worker(w);
     assert_int_equal(taskq_dead_requeue(x->c, NULL, id), 0);
 
     long long before = redis_commands();
@@ -751,11 +591,7 @@ static void test_client_eta_runs_at_time(void **state)
 {
     tc *x = *state;
     start_worker(x, NULL);
-    redisReply *tr = th_cmd(G->rc, "TIME");
-    assert_non_null(tr);
-    long long now = strtoll(tr->element[0]->str, NULL, 10) * 1000 +
-                    strtoll(tr->element[1]->str, NULL, 10) / 1000;
-    freeReplyObject(tr);
+    long long now = tf_redis_now_ms(tf_group()->rc);
     taskq_task *t = task_v("echo", "\"eta\"", NULL);
     assert_int_equal(taskq_task_set_eta(t, now + 1000), 0);
     char id[TASKQ_ID_SIZE];
@@ -931,7 +767,7 @@ static void test_client_message_too_big(void **state)
     assert_int_equal(rc, TASKQ_ETOOBIG);
     assert_true(strlen(taskq_client_errstr(x->c)) > 0);
     /* Nothing was queued. */
-    redisReply *r = th_cmd(G->rc, "HLEN %s{default}:msg", x->prefix);
+    redisReply *r = th_cmd(tf_group()->rc, "HLEN %s{default}:msg", x->prefix);
     assert_non_null(r);
     assert_int_equal(r->integer, 0);
     freeReplyObject(r);
@@ -966,7 +802,7 @@ static void test_client_invalid_json_arg(void **state)
 static void test_client_unreachable_econn(void **state)
 {
     (void)state;
-    int port = dead_port();
+    int port = tf_dead_port();
     char url[64], addr[32];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", port);
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
@@ -993,7 +829,7 @@ static void test_client_password_not_in_errstr(void **state)
     const char *pw = "s3cretPassw0rd";
     char url[128];
     /* Unreachable. */
-    snprintf(url, sizeof(url), "redis://bob:%s@127.0.0.1:%d/0", pw, dead_port());
+    snprintf(url, sizeof(url), "redis://bob:%s@127.0.0.1:%d/0", pw, tf_dead_port());
     taskq_client *c = taskq_client_new(url);
     assert_non_null(c);
     assert_int_equal(taskq_client_error(c), TASKQ_ECONN);
@@ -1002,7 +838,7 @@ static void test_client_password_not_in_errstr(void **state)
     assert_non_null(strstr(taskq_client_errstr(c), "127.0.0.1"));
     taskq_client_free(c);
     /* Reachable, but the server refuses the credentials. */
-    snprintf(url, sizeof(url), "redis://bob:%s@127.0.0.1:%d/0", pw, G->srv->port);
+    snprintf(url, sizeof(url), "redis://bob:%s@127.0.0.1:%d/0", pw, tf_group()->srv->port);
     c = taskq_client_new(url);
     assert_non_null(c);
     assert_int_not_equal(taskq_client_error(c), TASKQ_OK);
@@ -1010,7 +846,7 @@ static void test_client_password_not_in_errstr(void **state)
         fail_msg("errstr shows the password: %s", taskq_client_errstr(c));
     taskq_client_free(c);
     /* Password only, with a bad database number. */
-    snprintf(url, sizeof(url), "redis://:%s@127.0.0.1:%d/99999", pw, G->srv->port);
+    snprintf(url, sizeof(url), "redis://:%s@127.0.0.1:%d/99999", pw, tf_group()->srv->port);
     c = taskq_client_new(url);
     assert_non_null(c);
     assert_int_not_equal(taskq_client_error(c), TASKQ_OK);
@@ -1085,19 +921,16 @@ static void test_client_password_and_db(void **state)
     freeReplyObject(r);
 
     /* A worker with the same URL runs it. */
-    char *bin = th_bin("taskq-worker");
-    const char *argv[] = {bin, "--redis", url, "--prefix", x->prefix, "--concurrency", "1", NULL};
-    pid_t w = th_spawn(argv, NULL);
-    free(bin);
-    assert_true(w > 0);
-    remember_log(w);
+    const char *argv[] = {"--prefix", x->prefix, "--concurrency", "1", NULL};
+    tf_worker w;
+    tf_worker_start(&w, url, argv, NULL, 0);
     taskq_result *res = NULL;
     assert_int_equal(taskq_result_wait(c, NULL, id, WAIT_S, &res), 0);
     assert_string_equal(taskq_result_value(res), "\"db3\"");
     taskq_result_free(res);
-    int st = th_stop_proc(w, STOP_MS);
+    int st = tf_worker_stop(&w, STOP_MS);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *log = th_read_file(log_of(w), NULL);
+    char *log = th_read_file(w.log, NULL);
     if (log && strstr(log, "pa55-word"))
         fail_msg("the worker logged the password:\n%s", log);
     free(log);
@@ -1147,11 +980,9 @@ static void test_client_unix_socket(void **state)
         fail_msg("client %s: %s", url, msg);
     }
     assert_int_equal(taskq_client_set_prefix(c, x->prefix), 0);
-    char *bin = th_bin("taskq-worker");
-    const char *argv[] = {bin, "--redis", url, "--prefix", x->prefix, "--concurrency", "1", NULL};
-    pid_t w = th_spawn(argv, NULL);
-    free(bin);
-    assert_true(w > 0);
+    const char *argv[] = {"--prefix", x->prefix, "--concurrency", "1", NULL};
+    tf_worker w;
+    tf_worker_start(&w, url, argv, NULL, 0);
     taskq_task *t = task_v("add", "7", "8", NULL);
     char id[TASKQ_ID_SIZE];
     assert_int_equal(taskq_submit(c, t, id), 0);
@@ -1166,7 +997,7 @@ static void test_client_unix_socket(void **state)
     assert_int_equal(r->integer, 1);
     freeReplyObject(r);
     redisFree(rc);
-    int st = th_stop_proc(w, STOP_MS);
+    int st = tf_worker_stop(&w, STOP_MS);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     taskq_client_free(c);
     th_redis_free(srv);
@@ -1212,12 +1043,11 @@ static void test_client_wait_no_limit_and_two_waiters(void **state)
     submit_free(x, task_v("sleep", "0.5", NULL), id);
     /* A second waiter in another process (taskq-submit result --wait). */
     char *bin = th_bin("taskq-submit");
-    const char *argv[] = {bin,      "--redis", G->srv->url, "--prefix", x->prefix,
-                          "result", id,        "--wait",    NULL};
-    pid_t p = th_spawn(argv, NULL);
+    const char *argv[] = {
+        bin, "--redis", tf_group()->srv->url, "--prefix", x->prefix, "result", id, "--wait", NULL};
+    char plog[TH_PATH_MAX];
+    pid_t p = tf_spawn(argv, NULL, plog);
     free(bin);
-    assert_true(p > 0);
-    remember_log(p);
     /* Timeout < 0: no limit. */
     taskq_result *r = NULL;
     assert_int_equal(taskq_result_wait(x->c, NULL, id, -1, &r), 0);
@@ -1226,7 +1056,7 @@ static void test_client_wait_no_limit_and_two_waiters(void **state)
     int st = 0;
     assert_int_equal(th_wait_exit(p, 5000, &st), 0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *out = th_read_file(log_of(p), NULL);
+    char *out = th_read_file(plog, NULL);
     assert_non_null(out);
     assert_string_equal(out, "0.5\n");
     free(out);
@@ -1258,16 +1088,16 @@ static void test_client_result_ttl(void **state)
     char id[TASKQ_ID_SIZE];
     submit_free(x, task_v("noop", NULL), id);
     taskq_result_free(wait_final(x, id, WAIT_S));
-    redisReply *r = th_cmd(G->rc, "PTTL %s{default}:result:%s", x->prefix, id);
+    redisReply *r = th_cmd(tf_group()->rc, "PTTL %s{default}:result:%s", x->prefix, id);
     assert_non_null(r);
     assert_in_range(r->integer, 1, 2000);
     freeReplyObject(r);
-    r = th_cmd(G->rc, "PTTL %s{default}:done:%s", x->prefix, id);
+    r = th_cmd(tf_group()->rc, "PTTL %s{default}:done:%s", x->prefix, id);
     assert_in_range(r->integer, 1, 2000);
     freeReplyObject(r);
     /* Once gone, the task is unknown. */
-    freeReplyObject(th_cmd(G->rc, "DEL %s{default}:result:%s %s{default}:done:%s", x->prefix, id,
-                           x->prefix, id));
+    freeReplyObject(th_cmd(tf_group()->rc, "DEL %s{default}:result:%s %s{default}:done:%s",
+                           x->prefix, id, x->prefix, id));
     taskq_result *res = NULL;
     assert_int_equal(taskq_result_get(x->c, NULL, id, &res), TASKQ_ENOTFOUND);
 }
@@ -1306,9 +1136,9 @@ static void test_client_task_dup_and_apply_json(void **state)
 /* ---- workers ------------------------------------------------------------ */
 
 /* "stopped: N succeeded" from a worker's final log line, -1 if absent. */
-static long long worker_succeeded(pid_t pid)
+static long long worker_succeeded(const tf_worker *w)
 {
-    char *s = th_read_file(log_of(pid), NULL);
+    char *s = th_read_file(w->log, NULL);
     long long n = -1;
     const char *p = s ? strstr(s, " stopped: ") : NULL;
     if (p)
@@ -1321,8 +1151,8 @@ static void test_client_two_workers_each_task_once(void **state)
 {
     tc *x = *state;
     enum { N = 500 };
-    pid_t w1 = start_worker(x, NULL);
-    pid_t w2 = start_worker(x, NULL);
+    tf_worker *w1 = start_worker(x, NULL);
+    tf_worker *w2 = start_worker(x, NULL);
     static taskq_task *tasks[N];
     static char ids[N][TASKQ_ID_SIZE];
     static int codes[N];
@@ -1361,8 +1191,8 @@ static void test_client_two_workers_each_task_once(void **state)
     if (per[0] == 0 || per[1] == 0 || !wid[1][0])
         fail_msg("one worker did all the work: %d / %d", per[0], per[1]);
     /* Executions, counted by the workers themselves: exactly N in total. */
-    stop_worker(x, w1);
-    stop_worker(x, w2);
+    stop_worker(w1);
+    stop_worker(w2);
     long long s1 = worker_succeeded(w1), s2 = worker_succeeded(w2);
     if (s1 < 0 || s2 < 0)
         fail_msg("no 'stopped: N succeeded' line in the worker logs");
@@ -1373,7 +1203,7 @@ static void test_client_sigterm_waits_for_running(void **state)
 {
     tc *x = *state;
     const char *opts[] = {"--concurrency", "4", NULL};
-    pid_t w = start_worker(x, opts);
+    tf_worker *w = start_worker(x, opts);
     char ids[6][TASKQ_ID_SIZE];
     for (int i = 0; i < 4; i++)
         submit_free(x, task_v("sleep", "1", NULL), ids[i]);
@@ -1384,16 +1214,16 @@ static void test_client_sigterm_waits_for_running(void **state)
         submit_free(x, task_v("add", "1", "2", NULL), ids[i]);
 
     long long t0 = th_mono_ms();
-    assert_int_equal(th_signal(w, SIGTERM), 0);
+    assert_int_equal(th_signal(w->pid, SIGTERM), 0);
     int st = 0;
-    if (th_wait_exit(w, 5000, &st) != 0) {
-        th_dump_file("worker log", log_of(w));
+    if (th_wait_exit(w->pid, 5000, &st) != 0) {
+        th_dump_file("worker log", w->log);
         fail_msg("worker still running 5 s after SIGTERM");
     }
     long long dt = th_mono_ms() - t0;
-    x->nworkers = 0; /* reaped */
+    w->pid = 0; /* reaped */
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        th_dump_file("worker log", log_of(w));
+        th_dump_file("worker log", w->log);
         fail_msg("worker status 0x%x after SIGTERM, want exit 0", st);
     }
     /* It waited for the tasks (they had up to 1 s left), not much longer. */
@@ -1476,17 +1306,16 @@ static void test_client_example_client_basic(void **state)
     }
     start_worker(x, NULL);
     char env_url[128], env_pfx[96];
-    snprintf(env_url, sizeof(env_url), "TASKQ_REDIS_URL=%s", G->srv->url);
+    snprintf(env_url, sizeof(env_url), "TASKQ_REDIS_URL=%s", tf_group()->srv->url);
     snprintf(env_pfx, sizeof(env_pfx), "TASKQ_PREFIX=%s", x->prefix);
     const char *argv[] = {bin, NULL};
     const char *env[] = {env_url, env_pfx, NULL};
-    pid_t pid = th_spawn(argv, env);
+    char log[TH_PATH_MAX];
+    pid_t pid = tf_spawn(argv, env, log);
     free(bin);
-    assert_true(pid > 0);
-    remember_log(pid);
     int st = 0;
     assert_int_equal(th_wait_exit(pid, 15000, &st), 0);
-    char *out = th_read_file(log_of(pid), NULL);
+    char *out = th_read_file(log, NULL);
     assert_non_null(out);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || strcmp(out, "add(2, 3) = 5\n") != 0)
         fail_msg("client_basic: status 0x%x, output '%s'", st, out);
@@ -1495,18 +1324,16 @@ static void test_client_example_client_basic(void **state)
     /* Without a worker it reports the time-out... too slow (10 s); with an
      * unreachable Redis it reports the address and exits 1. */
     char env_bad[96];
-    int port = dead_port();
+    int port = tf_dead_port();
     snprintf(env_bad, sizeof(env_bad), "TASKQ_REDIS_URL=redis://127.0.0.1:%d/0", port);
     const char *env2[] = {env_bad, env_pfx, NULL};
     bin = th_bin("examples/client_basic");
     argv[0] = bin;
-    pid = th_spawn(argv, env2);
+    pid = tf_spawn(argv, env2, log);
     free(bin);
-    assert_true(pid > 0);
-    remember_log(pid);
     assert_int_equal(th_wait_exit(pid, 15000, &st), 0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
-    out = th_read_file(log_of(pid), NULL);
+    out = th_read_file(log, NULL);
     char addr[32];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
     if (!out || !strstr(out, addr))
@@ -1555,5 +1382,5 @@ int main(void)
         T(test_client_example_client_basic),
     };
 #undef T
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, tf_group_setup, tf_group_teardown);
 }

@@ -26,38 +26,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "harness.h"
 #include "taskq.h"
+#include "taskq_fx.h"
 
 #define Q "default"
 #define K(kind) "taskq:{" Q "}:" kind
-#define READY_MS 10000
 
-/* ---- plumbing shared by the tests ---------------------------------------- */
+/* ---- plumbing shared by the tests (more in tests/taskq_fx.h) --------------- */
 
-typedef struct fx {
-    th_redis_server *srv;
-    redisContext *rc; /* plain reads of the key schema */
-    taskq_client *c;
-} fx;
-
-typedef struct worker {
-    pid_t pid;
-    char log[TH_PATH_MAX]; /* copied: the harness forgets it once reaped */
-    char id[256];
-} worker;
+typedef tf_redis fx; /* srv, rc (plain reads of the key schema), c */
 
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->srv = th_redis_start(NULL);
-    assert_non_null(f->srv);
-    f->rc = th_redis(f->srv);
-    assert_non_null(f->rc);
-    f->c = taskq_client_new(f->srv->url);
-    assert_non_null(f->c);
-    assert_int_equal(taskq_client_ping(f->c), 0);
+    assert_int_equal(tf_redis_open(f, NULL, 1), 0);
     *state = f;
     return 0;
 }
@@ -65,92 +48,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    taskq_client_free(f->c);
-    redisFree(f->rc);
-    th_redis_free(f->srv);
+    tf_redis_close(f);
     th_cleanup(); /* workers still running, logs */
     free(f);
     return 0;
-}
-
-static long long rint_cmd(redisContext *rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    assert_non_null(r);
-    if (r->type != REDIS_REPLY_INTEGER)
-        fail_msg("'%s': reply type %d (%s)", fmt, r->type,
-                 r->type == REDIS_REPLY_ERROR ? r->str : "");
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
-typedef struct log_probe {
-    const char *path;
-    const char *needle;
-    long from;
-} log_probe;
-
-static int log_has_cb(void *arg)
-{
-    log_probe *p = arg;
-    size_t n = 0;
-    char *s = th_read_file(p->path, &n);
-    int ok = s && (size_t)p->from <= n && strstr(s + p->from, p->needle) != NULL;
-    free(s);
-    return ok;
-}
-
-static int log_wait(const char *path, long from, const char *needle, int ms)
-{
-    log_probe p = {path, needle, from};
-    return th_wait_until(log_has_cb, &p, ms);
-}
-
-/* The worker id from the line "worker <id> ready: ...", or 0 if not yet. */
-static int read_worker_id(worker *w)
-{
-    char *s = th_read_file(w->log, NULL);
-    const char *p = s ? strstr(s, " ready: redis") : NULL;
-    int ok = 0;
-    if (p) {
-        const char *b = p;
-        while (b > s && b[-1] != ' ')
-            b--;
-        snprintf(w->id, sizeof(w->id), "%.*s", (int)(p - b), b);
-        ok = 1;
-    }
-    free(s);
-    return ok;
-}
-
-static int worker_ready_cb(void *arg)
-{
-    return read_worker_id(arg);
-}
-
-/* Start taskq-worker with `extra` options (NULL-terminated); wait_ready:
- * until it printed its id. */
-static void worker_start(worker *w, const fx *f, const char *const *extra, int wait_ready)
-{
-    char *bin = th_bin("taskq-worker");
-    const char *argv[40] = {bin, "--redis", f->srv->url};
-    int n = 3;
-    for (int i = 0; extra && extra[i] && n < 39; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    memset(w, 0, sizeof(*w));
-    w->pid = th_spawn(argv, NULL);
-    free(bin);
-    assert_true(w->pid > 0);
-    snprintf(w->log, sizeof(w->log), "%s", th_proc_log(w->pid));
-    if (wait_ready && !th_wait_until(worker_ready_cb, w, READY_MS)) {
-        th_dump_file("worker log", w->log);
-        fail_msg("worker %d did not become ready", (int)w->pid);
-    }
 }
 
 /* Does the owner hash hold a task for the worker with this pid? Owner
@@ -187,71 +88,6 @@ static int owns_cb(void *arg)
 {
     own_probe *p = arg;
     return owned_by_pid(p->rc, p->pid, NULL) >= p->min;
-}
-
-typedef struct run_probe {
-    redisContext *rc;
-    const char *wid;
-    long long want;
-} run_probe;
-
-/* The worker's own heartbeat record says it runs `want` tasks: they reached
- * its executors (the owner hash alone only says Redis handed them out). */
-static int running_cb(void *arg)
-{
-    run_probe *p = arg;
-    redisReply *r = redisCommand(p->rc, "GET taskq:worker:%s", p->wid);
-    assert_non_null(r);
-    json_t *info = r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL) : NULL;
-    long long n = json_integer_value(json_object_get(info, "running"));
-    json_decref(info);
-    freeReplyObject(r);
-    return n >= p->want;
-}
-
-static int wait_running(redisContext *rc, const char *wid, long long want, int ms)
-{
-    run_probe p = {rc, wid, want};
-    return th_wait_until(running_cb, &p, ms);
-}
-
-/* Submit one task given as a JSON object (taskq_task_apply_json). */
-static void submit_json(taskq_client *c, const char *json, char id[TASKQ_ID_SIZE])
-{
-    taskq_task *t = taskq_task_new(NULL);
-    assert_non_null(t);
-    if (taskq_task_apply_json(t, json) != 0)
-        fail_msg("task %s: %s", json, taskq_task_errstr(t));
-    int rc = taskq_submit(c, t, id);
-    if (rc != 0)
-        fail_msg("submit %s: %s", json, taskq_client_errstr(c));
-    taskq_task_free(t);
-}
-
-/* Wait for a final state; fails the test on time-out. */
-static taskq_result *wait_final(taskq_client *c, const char *id, double timeout)
-{
-    taskq_result *r = NULL;
-    int rc = taskq_result_wait(c, Q, id, timeout, &r);
-    if (rc != 0) {
-        const char *st = r ? taskq_state_name(taskq_result_state(r)) : "?";
-        taskq_result_free(r);
-        fail_msg("task %s: no final state within %.1f s (%s; state %s)", id, timeout,
-                 taskq_strerror(rc), st);
-    }
-    return r;
-}
-
-static json_t *record_of(const taskq_result *r)
-{
-    json_t *j = json_loads(taskq_result_json(r), 0, NULL);
-    assert_non_null(j);
-    return j;
-}
-
-static int alive(pid_t pid)
-{
-    return th_wait_exit(pid, 0, NULL) < 0;
 }
 
 /* ---- kill storm ---------------------------------------------------------- */
@@ -303,8 +139,8 @@ static void count_executions(const char *path, int *execs, long *recovered)
 static void test_faults_kill_storm_loses_nothing(void **state)
 {
     fx *f = *state;
-    worker ws[STORM_WORKERS];
-    worker *dead = calloc(STORM_TASKS / STORM_BATCH + STORM_MIN_KILLS, sizeof(*dead));
+    tf_worker ws[STORM_WORKERS];
+    tf_worker *dead = calloc(STORM_TASKS / STORM_BATCH + STORM_MIN_KILLS, sizeof(*dead));
     char(*ids)[TASKQ_ID_SIZE] = calloc(STORM_TASKS, sizeof(*ids));
     int *held = calloc(STORM_TASKS, sizeof(int)), *execs = calloc(STORM_TASKS, sizeof(int));
     int ndead = 0, kills = 0, kills_busy = 0, held_total = 0, held_max = 0;
@@ -317,7 +153,7 @@ static void test_faults_kill_storm_loses_nothing(void **state)
     srand(seed);
 
     for (int i = 0; i < STORM_WORKERS; i++)
-        worker_start(&ws[i], f, storm_opts, 0);
+        tf_worker_start(&ws[i], f->srv->url, storm_opts, NULL, 0);
 
     int submitted = 0;
     while (submitted < STORM_TASKS || kills < STORM_MIN_KILLS) {
@@ -339,8 +175,8 @@ static void test_faults_kill_storm_loses_nothing(void **state)
             for (int k = 0; k < STORM_BATCH; k++)
                 taskq_task_free(batch[k]);
             submitted += STORM_BATCH;
-        } else if (rint_cmd(f->rc, "LLEN %s", K("pending")) == 0 &&
-                   rint_cmd(f->rc, "HLEN %s", K("owner")) == 0) {
+        } else if (tf_rint(f->rc, "LLEN %s", K("pending")) == 0 &&
+                   tf_rint(f->rc, "HLEN %s", K("owner")) == 0) {
             break; /* nothing left to interrupt; reported below */
         }
 
@@ -368,7 +204,7 @@ static void test_faults_kill_storm_loses_nothing(void **state)
         if (n > held_max)
             held_max = n;
         dead[ndead++] = ws[v];
-        worker_start(&ws[v], f, storm_opts, 0);
+        tf_worker_start(&ws[v], f->srv->url, storm_opts, NULL, 0);
         struct timespec pace = {0, STORM_PACE_NS};
         nanosleep(&pace, NULL);
     }
@@ -378,7 +214,7 @@ static void test_faults_kill_storm_loses_nothing(void **state)
     int success = 0, retried = 0;
     for (int i = 0; i < STORM_TASKS; i++) {
         double left = STORM_DEADLINE_S - (double)(th_mono_ms() - t0) / 1000.0;
-        taskq_result *r = wait_final(f->c, ids[i], left > 1 ? left : 1);
+        taskq_result *r = tf_wait_final(f->c, Q, ids[i], left > 1 ? left : 1, NULL);
         if (taskq_result_state(r) == TASKQ_SUCCESS)
             success++;
         else
@@ -436,9 +272,10 @@ static void test_faults_kill_storm_loses_nothing(void **state)
     assert_int_equal(never, 0);             /* every SUCCESS came from a logged execution */
     assert_int_equal(dup_not_held, 0);      /* duplicates only for in-flight tasks */
     assert_true(dup <= held_total);
-    /* No prefetch buffer: a worker holds its running tasks plus, at most,
-     * as many finished ones whose acks are on the wire. */
-    assert_true(held_max <= 2 * STORM_CONC);
+    /* A worker holds its running tasks, its prefetched ones (--prefetch
+     * defaults to the concurrency) and, at most, as many finished ones
+     * whose acks are on the wire. */
+    assert_true(held_max <= 3 * STORM_CONC);
     free(dead);
     free(ids);
     free(held);
@@ -450,16 +287,16 @@ static void test_faults_kill_storm_loses_nothing(void **state)
 static void test_faults_crash_dead_letters_poison_pill(void **state)
 {
     fx *f = *state;
-    worker w;
+    tf_worker w;
     const char *const opts[] = {"--concurrency", "1", "--max-crashes", "3", NULL};
     char id[TASKQ_ID_SIZE], id2[TASKQ_ID_SIZE];
-    worker_start(&w, f, opts, 1);
+    tf_worker_start(&w, f->srv->url, opts, NULL, 1);
 
     long long t0 = th_mono_ms();
-    submit_json(f->c, "{\"task\":\"crash\"}", id);
-    taskq_result *r = wait_final(f->c, id, 20);
+    tf_submit_json(f->c, "{\"task\":\"crash\"}", id);
+    taskq_result *r = tf_wait_final(f->c, Q, id, 20, NULL);
     long long dt = th_mono_ms() - t0;
-    json_t *rec = record_of(r);
+    json_t *rec = tf_record(r);
     printf("# faults: crash: %s after %lld ms: %s: %s\n", taskq_state_name(taskq_result_state(r)),
            dt, taskq_result_error_type(r), taskq_result_error_message(r));
     assert_int_equal(taskq_result_state(r), TASKQ_FAILURE);
@@ -493,16 +330,16 @@ static void test_faults_crash_dead_letters_poison_pill(void **state)
     assert_true(found);
     json_decref(arr);
     free(dl);
-    assert_int_equal(rint_cmd(f->rc, "HEXISTS %s %s", K("msg"), id), 0);
+    assert_int_equal(tf_rint(f->rc, "HEXISTS %s %s", K("msg"), id), 0);
 
     /* The worker survived its executor's three deaths and still works. */
-    assert_true(alive(w.pid));
-    submit_json(f->c, "{\"task\":\"add\",\"args\":[2,3]}", id2);
-    r = wait_final(f->c, id2, 10);
+    assert_true(tf_alive(w.pid));
+    tf_submit_json(f->c, "{\"task\":\"add\",\"args\":[2,3]}", id2);
+    r = tf_wait_final(f->c, Q, id2, 10, NULL);
     assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
     assert_string_equal(taskq_result_value(r), "5");
     taskq_result_free(r);
-    assert_true(alive(w.pid));
+    assert_true(tf_alive(w.pid));
 }
 
 /* ---- time limits ----------------------------------------------------------- */
@@ -510,31 +347,32 @@ static void test_faults_crash_dead_letters_poison_pill(void **state)
 static void test_faults_time_limits_hard_kills_soft_warns(void **state)
 {
     fx *f = *state;
-    worker w;
+    tf_worker w;
     /* One executor: the task after the hang can only run in a new child. */
     const char *const opts[] = {"--concurrency", "1", "--time-limit", "0.5", NULL};
     char id[TASKQ_ID_SIZE];
-    worker_start(&w, f, opts, 1);
+    tf_worker_start(&w, f->srv->url, opts, NULL, 1);
 
     long long t0 = th_mono_ms();
-    submit_json(f->c, "{\"task\":\"hang\"}", id);
-    taskq_result *r = wait_final(f->c, id, 10);
+    tf_submit_json(f->c, "{\"task\":\"hang\"}", id);
+    taskq_result *r = tf_wait_final(f->c, Q, id, 10, NULL);
     long long hard_dt = th_mono_ms() - t0;
     assert_int_equal(taskq_result_state(r), TASKQ_FAILURE);
     assert_string_equal(taskq_result_error_type(r), "TimeLimitExceeded");
     taskq_result_free(r);
 
-    submit_json(f->c, "{\"task\":\"add\",\"args\":[1,1]}", id);
-    r = wait_final(f->c, id, 10);
+    tf_submit_json(f->c, "{\"task\":\"add\",\"args\":[1,1]}", id);
+    r = tf_wait_final(f->c, Q, id, 10, NULL);
     assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
     taskq_result_free(r);
 
     /* Soft limit 0.3 s before a 5 s hard limit: the task sees it and stops. */
     t0 = th_mono_ms();
-    submit_json(f->c, "{\"task\":\"sleep\",\"args\":[10],\"soft_limit\":0.3,\"hard_limit\":5}", id);
-    r = wait_final(f->c, id, 10);
+    tf_submit_json(f->c, "{\"task\":\"sleep\",\"args\":[10],\"soft_limit\":0.3,\"hard_limit\":5}",
+                   id);
+    r = tf_wait_final(f->c, Q, id, 10, NULL);
     long long soft_dt = th_mono_ms() - t0;
-    json_t *rec = record_of(r);
+    json_t *rec = tf_record(r);
     double runtime = json_number_value(json_object_get(rec, "runtime_ms"));
     printf("# faults: time limits: hang with hard limit 0.5 s -> TimeLimitExceeded after %lld ms "
            "(submit to result); sleep 10 with soft 0.3 s / hard 5 s -> %s after %lld ms "
@@ -547,7 +385,7 @@ static void test_faults_time_limits_hard_kills_soft_warns(void **state)
     assert_true(soft_dt < 2500);
     json_decref(rec);
     taskq_result_free(r);
-    assert_true(alive(w.pid));
+    assert_true(tf_alive(w.pid));
 }
 
 /* ---- SIGSTOP past the lease: fencing --------------------------------------- */
@@ -555,20 +393,21 @@ static void test_faults_time_limits_hard_kills_soft_warns(void **state)
 static void test_faults_stopped_worker_is_fenced(void **state)
 {
     fx *f = *state;
-    worker a, b;
+    tf_worker a, b;
     const char *const opts[] = {"--concurrency", "1", "--lease", "1", "--heartbeat", "0.2", NULL};
     char id[TASKQ_ID_SIZE];
-    worker_start(&a, f, opts, 1);
-    submit_json(f->c, "{\"task\":\"sleep\",\"args\":[2]}", id);
+    tf_worker_start(&a, f->srv->url, opts, NULL, 1);
+    tf_submit_json(f->c, "{\"task\":\"sleep\",\"args\":[2]}", id);
     own_probe op = {f->rc, a.pid, 1};
     assert_true(th_wait_until(owns_cb, &op, 5000));
-    assert_true(wait_running(f->rc, a.id, 1, 5000)); /* in its executor, not just leased */
+    assert_true(
+        tf_wait_running(f->rc, "taskq:", a.id, 1, 5000)); /* in its executor, not just leased */
 
     /* A freezes holding the task; its executor child keeps running. */
     assert_int_equal(th_signal(a.pid, SIGSTOP), 0);
     long long t_stop = th_mono_ms();
-    worker_start(&b, f, opts, 1);
-    taskq_result *r = wait_final(f->c, id, 15);
+    tf_worker_start(&b, f->srv->url, opts, NULL, 1);
+    taskq_result *r = tf_wait_final(f->c, Q, id, 15, NULL);
     long long took_over = th_mono_ms() - t_stop;
     assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
     assert_string_equal(taskq_result_worker(r), b.id);
@@ -578,18 +417,19 @@ static void test_faults_stopped_worker_is_fenced(void **state)
     /* A wakes up, finds its result and tries to store it: fenced out. */
     long from = 0;
     assert_int_equal(th_signal(a.pid, SIGCONT), 0);
-    if (!log_wait(a.log, from, "result not stored, this worker no longer holds the task", 10000)) {
+    if (!tf_log_wait(a.log, from, "result not stored, this worker no longer holds the task",
+                     10000)) {
         th_dump_file("worker A log", a.log);
         fail_msg("worker A did not report its fenced-out result");
     }
-    int lease_lost_seen = log_wait(a.log, from, "lease lost while running", 0);
+    int lease_lost_seen = tf_log_wait(a.log, from, "lease lost while running", 0);
     r = NULL;
     assert_int_equal(taskq_result_get(f->c, Q, id, &r), 0);
     assert_string_equal(taskq_result_json(r), before); /* written once, by B */
     printf("# faults: SIGSTOP: worker A paused with lease 1 s; B finished the task %lld ms after "
            "the pause; A's late result rejected (fenced)%s; record still B's\n",
            took_over, lease_lost_seen ? ", A also saw its lease lost" : "");
-    assert_true(alive(a.pid));
+    assert_true(tf_alive(a.pid));
     free(before);
     taskq_result_free(r);
 }

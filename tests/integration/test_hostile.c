@@ -29,7 +29,7 @@
 #include "broker/tq_keys.h"
 #include "common/tq_msg.h"
 #include "common/tq_util.h"
-#include "harness.h"
+#include "taskq_fx.h"
 
 #define PFX "hostile:"
 #define Q "hq"
@@ -99,11 +99,10 @@ typedef struct item {
 } item;
 
 typedef struct fx {
-    th_redis_server *srv;
-    redisContext *c;
+    tf_redis r; /* the server and a plain connection (r.rc) */
     item *bad;
     item *good;
-    pid_t worker;
+    tf_worker worker;
 } fx;
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -519,14 +518,7 @@ static void make_good(item *it, int n, buf *b)
 static int setup(void **state)
 {
     fx *f = tq_xcalloc(1, sizeof(*f));
-    f->srv = th_redis_start(NULL);
-    if (!f->srv) {
-        free(f);
-        return -1;
-    }
-    f->c = th_redis(f->srv);
-    if (!f->c) {
-        th_redis_free(f->srv);
+    if (tf_redis_open(&f->r, NULL, 0) != 0) {
         free(f);
         return -1;
     }
@@ -539,40 +531,17 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    if (f->worker > 0)
-        th_stop_proc(f->worker, 10000);
+    tf_worker_stop(&f->worker, 10000);
     for (int i = 0; i < NBAD; i++)
         free(f->bad[i].raw);
     free(f->bad);
     free(f->good);
-    redisFree(f->c);
-    th_redis_free(f->srv);
+    tf_redis_close(&f->r);
     free(f);
     return 0;
 }
 
 /* ---- checking ----------------------------------------------------------- */
-
-static long long int_reply(redisContext *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    assert_non_null(r);
-    if (r->type != REDIS_REPLY_INTEGER)
-        fail_msg("expected an integer reply, got type %d (%s)", r->type,
-                 r->type == REDIS_REPLY_ERROR ? r->str : "");
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
-static int worker_alive(pid_t pid)
-{
-    int st;
-    return th_wait_exit(pid, 0, &st) != 0;
-}
 
 static int nfail;
 
@@ -688,7 +657,7 @@ static void check_good(const item *it, redisReply *rec)
 /* Pipelined reads of every record and dead letter. */
 static void check_all(fx *f)
 {
-    redisContext *c = f->c;
+    redisContext *c = f->r.rc;
     char key[TQ_KEY_MAX];
     for (int base = 0; base < NBAD; base += BATCH / 4) {
         int end = base + BATCH / 4 < NBAD ? base + BATCH / 4 : NBAD;
@@ -774,37 +743,33 @@ static void test_hostile_worker_survives_and_dead_letters(void **state)
             it->raw = tq_xmalloc(b.len < KEEP_RAW ? b.len + 1 : KEEP_RAW);
             memcpy(it->raw, b.p ? b.p : "", b.len < KEEP_RAW ? b.len : KEEP_RAW);
         }
-        push_raw(f->c, it->id, b.p ? b.p : "", b.len);
+        push_raw(f->r.rc, it->id, b.p ? b.p : "", b.len);
         bytes += b.len;
         free(b.p);
     }
-    drain_replies(f->c);
+    drain_replies(f->r.rc);
     free(order);
-    assert_int_equal(int_reply(f->c, "LLEN %s", qkey("pending")), NVALID + NBAD);
-    assert_int_equal(int_reply(f->c, "HLEN %s", qkey("msg")), NVALID + NBAD);
+    assert_int_equal(tf_rint(f->r.rc, "LLEN %s", qkey("pending")), NVALID + NBAD);
+    assert_int_equal(tf_rint(f->r.rc, "HLEN %s", qkey("msg")), NVALID + NBAD);
     long long t_push = th_mono_ms();
 
     /* One real worker drains the queue. */
-    char *bin = th_bin("taskq-worker");
-    const char *argv[] = {
-        bin, "--redis", f->srv->url, "--prefix",   PFX,      "--queues",    Q,      "--concurrency",
-        "2", "--pool",  "prefork",   "--dead-max", "100000", "--log-level", "warn", NULL};
+    const char *argv[] = {"--prefix", PFX,       "--queues",   Q,        "--concurrency", "2",
+                          "--pool",   "prefork", "--dead-max", "100000", "--log-level",   "warn",
+                          NULL};
     const char *env[] = {"TASKQ_ALLOW_ROOT=1", "TASKQ_SIGNING_KEYS", "TASKQ_LOAD", "TASKQ_QUEUES",
                          NULL};
-    f->worker = th_spawn(argv, env);
-    free(bin);
-    assert_true(f->worker > 0);
-    char wlog[TH_PATH_MAX]; /* the harness forgets it once the process is reaped */
-    snprintf(wlog, sizeof(wlog), "%s", th_proc_log(f->worker));
+    tf_worker_start(&f->worker, f->r.srv->url, argv, env, 0);
+    const char *wlog = f->worker.log; /* kept after the process is reaped */
 
     long long deadline = t_push + DRAIN_MS, left = -1;
     while (th_mono_ms() < deadline) {
-        if (!worker_alive(f->worker)) {
+        if (!tf_alive(f->worker.pid)) {
             th_dump_file("taskq-worker log", wlog);
-            f->worker = 0;
+            f->worker.pid = 0;
             fail_msg("taskq-worker exited while draining the queue");
         }
-        left = int_reply(f->c, "HLEN %s", qkey("msg"));
+        left = tf_rint(f->r.rc, "HLEN %s", qkey("msg"));
         if (left == 0)
             break;
         struct timespec ts = {0, 20 * 1000000L};
@@ -815,40 +780,40 @@ static void test_hostile_worker_survives_and_dead_letters(void **state)
         th_dump_file("taskq-worker log", wlog);
         fail_msg("%lld messages still queued after %d ms", left, DRAIN_MS);
     }
-    assert_int_equal(int_reply(f->c, "LLEN %s", qkey("pending")), 0);
+    assert_int_equal(tf_rint(f->r.rc, "LLEN %s", qkey("pending")), 0);
 
     /* Every outcome. */
-    long long ndead = int_reply(f->c, "ZCARD %s", qkey("dead"));
+    long long ndead = tf_rint(f->r.rc, "ZCARD %s", qkey("dead"));
     int want_dead = NBAD - per_kind[K_TYPEERROR];
     nfail = 0;
     check_all(f);
     long long t_check = th_mono_ms();
 
     /* Still up, still serving: a fresh task. */
-    assert_true(worker_alive(f->worker));
+    assert_true(tf_alive(f->worker.pid));
     {
         buf b = {0};
         item fresh = {.k = K_COUNT};
         snprintf(fresh.id, sizeof(fresh.id), "ok-fresh");
         make_good(&fresh, 20, &b); /* add(20, 21) = 41 */
-        push_raw(f->c, fresh.id, b.p, b.len);
-        drain_replies(f->c);
+        push_raw(f->r.rc, fresh.id, b.p, b.len);
+        drain_replies(f->r.rc);
         free(b.p);
-        redisReply *r = th_cmd(f->c, "PUBLISH %s x", qkey("wake"));
+        redisReply *r = th_cmd(f->r.rc, "PUBLISH %s x", qkey("wake"));
         freeReplyObject(r);
         char key[TQ_KEY_MAX];
         tq_key_task(key, PFX, Q, "done", fresh.id);
-        r = th_cmd(f->c, "BLMOVE %s %s RIGHT LEFT 8", key, key);
+        r = th_cmd(f->r.rc, "BLMOVE %s %s RIGHT LEFT 8", key, key);
         assert_non_null(r);
         assert_int_equal(r->type, REDIS_REPLY_STRING);
         freeReplyObject(r);
         tq_key_task(key, PFX, Q, "result", fresh.id);
-        r = th_cmd(f->c, "GET %s", key);
+        r = th_cmd(f->r.rc, "GET %s", key);
         assert_non_null(r);
         check_good(&fresh, r);
         freeReplyObject(r);
     }
-    assert_true(worker_alive(f->worker));
+    assert_true(tf_alive(f->worker.pid));
 
     print_message("hostile: pushed %d messages (%zu bytes) in %lld ms; worker drained them in "
                   "%lld ms (%.0f msg/s); checked in %lld ms; total %lld ms\n",
@@ -862,8 +827,7 @@ static void test_hostile_worker_survives_and_dead_letters(void **state)
         print_message("hostile:   %-26s %5d\n", kinds[k].name, per_kind[k]);
 
     /* A clean, warm shutdown: exit status 0. */
-    int st = th_stop_proc(f->worker, 15000);
-    f->worker = 0;
+    int st = tf_worker_stop(&f->worker, 15000);
     if (nfail)
         fail_msg("%d problems (first 20 listed above)", nfail);
     assert_int_equal(ndead, want_dead);

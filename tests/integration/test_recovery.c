@@ -24,32 +24,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "harness.h"
 #include "taskq.h"
+#include "taskq_fx.h"
 
 #define Q "default"
 #define K(kind) "taskq:{" Q "}:" kind
-#define READY_MS 10000
 
-/* ---- plumbing shared by the tests ---------------------------------------- */
+/* ---- plumbing shared by the tests (more in tests/taskq_fx.h) --------------- */
 
-typedef struct fx {
-    th_redis_server *srv;
-    redisContext *rc; /* plain reads of the key schema */
-    taskq_client *c;
-} fx;
-
-typedef struct worker {
-    pid_t pid;
-    char log[TH_PATH_MAX]; /* copied: the harness forgets it once reaped */
-    char id[256];
-} worker;
+typedef tf_redis fx; /* srv, rc (plain reads of the key schema), c */
 
 /* The log of the worker started last, dumped when a wait fails. */
 static const char *diag_log;
@@ -58,13 +46,7 @@ static int start_fx(void **state, const char *const *extra)
 {
     fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->srv = th_redis_start(extra);
-    assert_non_null(f->srv);
-    f->rc = th_redis(f->srv);
-    assert_non_null(f->rc);
-    f->c = taskq_client_new(f->srv->url);
-    assert_non_null(f->c);
-    assert_int_equal(taskq_client_ping(f->c), 0);
+    assert_int_equal(tf_redis_open(f, extra, 1), 0);
     *state = f;
     return 0;
 }
@@ -85,10 +67,7 @@ static int teardown(void **state)
 {
     fx *f = *state;
     diag_log = NULL;
-    taskq_client_free(f->c);
-    if (f->rc)
-        redisFree(f->rc);
-    th_redis_free(f->srv);
+    tf_redis_close(f);
     th_cleanup();
     free(f);
     return 0;
@@ -110,157 +89,17 @@ static void reconnect_client(fx *f)
         assert_int_equal(taskq_client_ping(f->c), 0);
 }
 
-static long long rint_cmd(redisContext *rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    assert_non_null(r);
-    if (r->type == REDIS_REPLY_NIL) {
-        freeReplyObject(r);
-        return 0;
-    }
-    if (r->type == REDIS_REPLY_STRING) { /* GET of a counter */
-        long long v = atoll(r->str);
-        freeReplyObject(r);
-        return v;
-    }
-    if (r->type != REDIS_REPLY_INTEGER)
-        fail_msg("'%s': reply type %d (%s)", fmt, r->type,
-                 r->type == REDIS_REPLY_ERROR ? r->str : "");
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
-static long file_size(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 ? (long)st.st_size : 0;
-}
-
-typedef struct log_probe {
-    const char *path;
-    const char *needle;
-    long from;
-} log_probe;
-
-static int log_has_cb(void *arg)
-{
-    log_probe *p = arg;
-    size_t n = 0;
-    char *s = th_read_file(p->path, &n);
-    int ok = s && (size_t)p->from <= n && strstr(s + p->from, p->needle) != NULL;
-    free(s);
-    return ok;
-}
-
-static int log_wait(const char *path, long from, const char *needle, int ms)
-{
-    log_probe p = {path, needle, from};
-    return th_wait_until(log_has_cb, &p, ms);
-}
-
-/* The worker id from the line "worker <id> ready: ...", or 0 if not yet. */
-static int read_worker_id(worker *w)
-{
-    char *s = th_read_file(w->log, NULL);
-    const char *p = s ? strstr(s, " ready: redis") : NULL;
-    int ok = 0;
-    if (p) {
-        const char *b = p;
-        while (b > s && b[-1] != ' ')
-            b--;
-        snprintf(w->id, sizeof(w->id), "%.*s", (int)(p - b), b);
-        ok = 1;
-    }
-    free(s);
-    return ok;
-}
-
-static int worker_ready_cb(void *arg)
-{
-    return read_worker_id(arg);
-}
-
-typedef struct reg_probe {
-    redisContext *rc;
-    const char *wid;
-} reg_probe;
-
-/* Its first heartbeat reached Redis (it is connected). */
-static int registered_cb(void *arg)
-{
-    reg_probe *p = arg;
-    return rint_cmd(p->rc, "EXISTS taskq:worker:%s", p->wid) == 1;
-}
-
 /* Start taskq-worker with `extra` options (NULL-terminated) and wait until
  * it is connected to Redis. */
-static void worker_start(worker *w, const fx *f, const char *const *extra)
+static void worker_start(tf_worker *w, const fx *f, const char *const *extra)
 {
-    char *bin = th_bin("taskq-worker");
-    const char *argv[40] = {bin, "--redis", f->srv->url};
-    int n = 3;
-    for (int i = 0; extra && extra[i] && n < 39; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    memset(w, 0, sizeof(*w));
-    w->pid = th_spawn(argv, NULL);
-    free(bin);
-    assert_true(w->pid > 0);
-    snprintf(w->log, sizeof(w->log), "%s", th_proc_log(w->pid));
-    reg_probe rp = {f->rc, w->id};
+    tf_worker_start(w, f->srv->url, extra, NULL, 1);
     diag_log = w->log;
-    if (!th_wait_until(worker_ready_cb, w, READY_MS) ||
-        !th_wait_until(registered_cb, &rp, READY_MS)) {
+    /* Its first heartbeat reached Redis (it is connected). */
+    if (!tf_wait_rint(f->rc, 1, TF_READY_MS, "EXISTS taskq:worker:%s", w->id)) {
         th_dump_file("worker log", w->log);
         fail_msg("worker %d did not become ready", (int)w->pid);
     }
-}
-
-typedef struct run_probe {
-    redisContext *rc;
-    const char *wid;
-    long long want;
-} run_probe;
-
-/* The worker's own heartbeat record says it runs `want` tasks: they reached
- * its executors (the owner hash alone only says Redis handed them out). */
-static int running_cb(void *arg)
-{
-    run_probe *p = arg;
-    redisReply *r = redisCommand(p->rc, "GET taskq:worker:%s", p->wid);
-    assert_non_null(r);
-    json_t *info = r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL) : NULL;
-    long long n = json_integer_value(json_object_get(info, "running"));
-    json_decref(info);
-    freeReplyObject(r);
-    return n >= p->want;
-}
-
-static int wait_running(redisContext *rc, const char *wid, long long want, int ms)
-{
-    run_probe p = {rc, wid, want};
-    return th_wait_until(running_cb, &p, ms);
-}
-
-static taskq_task *task_json(const char *json)
-{
-    taskq_task *t = taskq_task_new(NULL);
-    assert_non_null(t);
-    if (taskq_task_apply_json(t, json) != 0)
-        fail_msg("task %s: %s", json, taskq_task_errstr(t));
-    return t;
-}
-
-static void submit_json(taskq_client *c, const char *json, char id[TASKQ_ID_SIZE])
-{
-    taskq_task *t = task_json(json);
-    if (taskq_submit(c, t, id) != 0)
-        fail_msg("submit %s: %s", json, taskq_client_errstr(c));
-    taskq_task_free(t);
 }
 
 /* n copies of one task in one pipelined round trip. */
@@ -269,7 +108,7 @@ static void submit_n(taskq_client *c, const char *json, int n, char (*ids)[TASKQ
     taskq_task **ts = calloc((size_t)n, sizeof(*ts));
     assert_non_null(ts);
     for (int i = 0; i < n; i++)
-        ts[i] = task_json(json);
+        ts[i] = tf_task_json(json);
     if (taskq_submit_many(c, ts, (size_t)n, ids, NULL) != 0)
         fail_msg("submit_many %s: %s", json, taskq_client_errstr(c));
     for (int i = 0; i < n; i++)
@@ -279,24 +118,7 @@ static void submit_n(taskq_client *c, const char *json, int n, char (*ids)[TASKQ
 
 static taskq_result *wait_final(taskq_client *c, const char *id, double timeout)
 {
-    taskq_result *r = NULL;
-    int rc = taskq_result_wait(c, Q, id, timeout, &r);
-    if (rc != 0) {
-        const char *st = r ? taskq_state_name(taskq_result_state(r)) : "?";
-        taskq_result_free(r);
-        if (diag_log)
-            th_dump_file("worker log", diag_log);
-        fail_msg("task %s: no final state within %.1f s (%s; state %s)", id, timeout,
-                 taskq_strerror(rc), st);
-    }
-    return r;
-}
-
-static json_t *record_of(const taskq_result *r)
-{
-    json_t *j = json_loads(taskq_result_json(r), 0, NULL);
-    assert_non_null(j);
-    return j;
+    return tf_wait_final(c, Q, id, timeout, diag_log);
 }
 
 static long long rec_int(const json_t *rec, const char *field)
@@ -305,15 +127,6 @@ static long long rec_int(const json_t *rec, const char *field)
     if (!json_is_integer(v))
         fail_msg("record has no integer '%s'", field);
     return json_integer_value(v);
-}
-
-static taskq_state state_of(taskq_client *c, const char *id)
-{
-    taskq_state s;
-    int rc = taskq_state_get(c, Q, id, &s);
-    if (rc != 0)
-        fail_msg("state of %s: %s", id, taskq_client_errstr(c));
-    return s;
 }
 
 static long long wall_ms(void)
@@ -326,7 +139,7 @@ static long long wall_ms(void)
 /* Is id among the fields of the owner hash? */
 static int is_running(fx *f, const char *id)
 {
-    return rint_cmd(f->rc, "HEXISTS %s %s", K("owner"), id) == 1;
+    return tf_rint(f->rc, "HEXISTS %s %s", K("owner"), id) == 1;
 }
 
 /* ---- Redis restart ------------------------------------------------------- */
@@ -336,7 +149,7 @@ static int is_running(fx *f, const char *id)
 static void test_recovery_redis_restart_loses_nothing(void **state)
 {
     fx *f = *state;
-    worker w;
+    tf_worker w;
     const char *const opts[] = {"--concurrency", "4", "--lease", "2", NULL};
     char(*ids)[TASKQ_ID_SIZE] = calloc(RESTART_TASKS, sizeof(*ids));
     int *ok = calloc(RESTART_TASKS, sizeof(int));
@@ -345,19 +158,19 @@ static void test_recovery_redis_restart_loses_nothing(void **state)
     assert_non_null(ids);
     assert_non_null(ok);
     worker_start(&w, f, opts);
-    taskq_task *t = task_json("{\"task\":\"sleep\",\"args\":[0.002]}");
+    taskq_task *t = tf_task_json("{\"task\":\"sleep\",\"args\":[0.002]}");
 
     for (int i = 0; i < RESTART_TASKS; i++) {
         if (i == RESTART_TASKS / 2) {
             backlog =
-                rint_cmd(f->rc, "LLEN %s", K("pending")) + rint_cmd(f->rc, "HLEN %s", K("owner"));
-            long from = file_size(w.log);
+                tf_rint(f->rc, "LLEN %s", K("pending")) + tf_rint(f->rc, "HLEN %s", K("owner"));
+            long from = tf_file_size(w.log);
             long long t0 = th_mono_ms();
             assert_int_equal(th_redis_restart(f->srv), 0);
             restart_ms = th_mono_ms() - t0;
             reconnect_rc(f);
-            if (log_wait(w.log, from, "redis commands link", 10000) &&
-                log_wait(w.log, from, "is back", 10000))
+            if (tf_log_wait(w.log, from, "redis commands link", 10000) &&
+                tf_log_wait(w.log, from, "is back", 10000))
                 back_ms = th_mono_ms() - t0;
         }
         int rc = taskq_submit(f->c, t, ids[i]);
@@ -406,14 +219,14 @@ static void test_recovery_redis_restart_loses_nothing(void **state)
 static void test_recovery_outage_results_written_after_reconnect(void **state)
 {
     fx *f = *state;
-    worker w;
+    tf_worker w;
     /* The 2 s lease expires during the 3 s outage: the worker's queued acks
      * must still win over recovery when Redis is back. */
     const char *const opts[] = {"--concurrency", "4", "--lease", "2", "--heartbeat", "0.2", NULL};
     char ids[OUTAGE_TASKS][TASKQ_ID_SIZE];
     worker_start(&w, f, opts);
     submit_n(f->c, "{\"task\":\"sleep\",\"args\":[1]}", OUTAGE_TASKS, ids);
-    assert_true(wait_running(f->rc, w.id, 4, 5000));
+    assert_true(tf_wait_running(f->rc, "taskq:", w.id, 4, 5000));
 
     long long down_at = wall_ms();
     assert_int_equal(th_redis_stop(f->srv), 0);
@@ -427,7 +240,7 @@ static void test_recovery_outage_results_written_after_reconnect(void **state)
     int during = 0;
     for (int i = 0; i < OUTAGE_TASKS; i++) {
         taskq_result *r = wait_final(f->c, ids[i], 20);
-        json_t *rec = record_of(r);
+        json_t *rec = tf_record(r);
         long long fin = rec_int(rec, "finished_ms");
         assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
         assert_int_equal(taskq_result_attempts(r), 1);
@@ -441,7 +254,7 @@ static void test_recovery_outage_results_written_after_reconnect(void **state)
            "the outage were stored after the reconnect; all %d SUCCESS, none re-run\n",
            up_at - down_at, during, OUTAGE_TASKS);
     assert_true(during >= 1);
-    assert_false(log_wait(w.log, 0, "no longer holds", 0));
+    assert_false(tf_log_wait(w.log, 0, "no longer holds", 0));
     assert_true(th_wait_exit(w.pid, 0, NULL) < 0);
 }
 
@@ -453,7 +266,7 @@ static void test_recovery_outage_results_written_after_reconnect(void **state)
 static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **state)
 {
     fx *f = *state;
-    worker w, w2;
+    tf_worker w, w2;
     /* No prefetch: the test tells running tasks from queued ones by their
      * lease, and a prefetched task is leased too (the next test covers it). */
     const char *const opts[] = {"--concurrency",
@@ -471,7 +284,7 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
     int running[N];
     worker_start(&w, f, opts);
     submit_n(f->c, "{\"task\":\"sleep\",\"args\":[1]}", N, ids);
-    assert_true(wait_running(f->rc, w.id, WARM_RUNNING, 5000));
+    assert_true(tf_wait_running(f->rc, "taskq:", w.id, WARM_RUNNING, 5000));
     for (int i = 0; i < N; i++)
         running[i] = is_running(f, ids[i]);
 
@@ -485,7 +298,7 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
 
     int nrun = 0, nsucc = 0, npend = 0;
     for (int i = 0; i < N; i++) {
-        taskq_state s = state_of(f->c, ids[i]);
+        taskq_state s = tf_state(f->c, Q, ids[i]);
         if (running[i]) {
             nrun++;
             nsucc += s == TASKQ_SUCCESS;
@@ -499,8 +312,8 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
     assert_int_equal(nrun, WARM_RUNNING);
     assert_int_equal(nsucc, WARM_RUNNING);
     assert_int_equal(npend, WARM_QUEUED);
-    assert_int_equal(rint_cmd(f->rc, "LLEN %s", K("pending")), WARM_QUEUED);
-    assert_int_equal(rint_cmd(f->rc, "HLEN %s", K("owner")), 0);
+    assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), WARM_QUEUED);
+    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
 
     worker_start(&w2, f, opts2);
     for (int i = 0; i < N; i++) {
@@ -517,7 +330,7 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
 static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
 {
     fx *f = *state;
-    worker w, w2;
+    tf_worker w, w2;
     const char *const opts[] = {"--concurrency", "1",   "--prefetch", "5",
                                 "--heartbeat",   "0.2", NULL};
     const char *const opts2[] = {"--concurrency", "8", NULL};
@@ -525,9 +338,9 @@ static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
     char ids[N][TASKQ_ID_SIZE];
     worker_start(&w, f, opts);
     submit_n(f->c, "{\"task\":\"sleep\",\"args\":[0.5]}", N, ids);
-    assert_true(wait_running(f->rc, w.id, 1, 5000));
+    assert_true(tf_wait_running(f->rc, "taskq:", w.id, 1, 5000));
     /* One running plus five prefetched, all leased; four still queued. */
-    assert_int_equal(rint_cmd(f->rc, "HLEN %s", K("owner")), 6);
+    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 6);
     int st = -1;
     assert_int_equal(th_signal(w.pid, SIGTERM), 0);
     assert_int_equal(th_wait_exit(w.pid, 10000, &st), 0);
@@ -535,7 +348,7 @@ static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
     int nsucc = 0, npend = 0;
     for (int i = 0; i < N; i++) {
-        taskq_state s = state_of(f->c, ids[i]);
+        taskq_state s = tf_state(f->c, Q, ids[i]);
         nsucc += s == TASKQ_SUCCESS;
         npend += s == TASKQ_PENDING;
     }
@@ -543,9 +356,9 @@ static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
            npend);
     assert_int_equal(nsucc, 1);
     assert_int_equal(npend, N - 1);
-    assert_int_equal(rint_cmd(f->rc, "LLEN %s", K("pending")), N - 1);
-    assert_int_equal(rint_cmd(f->rc, "HLEN %s", K("owner")), 0);
-    assert_int_equal(rint_cmd(f->rc, "ZCARD %s", K("lease")), 0);
+    assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), N - 1);
+    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("lease")), 0);
     worker_start(&w2, f, opts2);
     for (int i = 0; i < N; i++) {
         taskq_result *r = wait_final(f->c, ids[i], 20);
@@ -559,18 +372,18 @@ static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
 static void assert_put_back(fx *f, char (*ids)[TASKQ_ID_SIZE], int n)
 {
     for (int i = 0; i < n; i++) {
-        assert_int_equal(state_of(f->c, ids[i]), TASKQ_PENDING);
-        assert_int_equal(rint_cmd(f->rc, "EXISTS taskq:{" Q "}:result:%s", ids[i]), 0);
+        assert_int_equal(tf_state(f->c, Q, ids[i]), TASKQ_PENDING);
+        assert_int_equal(tf_rint(f->rc, "EXISTS taskq:{" Q "}:result:%s", ids[i]), 0);
     }
-    assert_int_equal(rint_cmd(f->rc, "LLEN %s", K("pending")), n);
-    assert_int_equal(rint_cmd(f->rc, "HLEN %s", K("owner")), 0);
-    assert_int_equal(rint_cmd(f->rc, "ZCARD %s", K("lease")), 0);
+    assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), n);
+    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("lease")), 0);
 }
 
 static void test_recovery_cold_shutdown_puts_running_back(void **state)
 {
     fx *f = *state;
-    worker w, w2;
+    tf_worker w, w2;
     const char *const opts[] = {"--concurrency", "2", "--heartbeat", "0.2", NULL};
     /* The new worker ends each 30 s sleep at a 0.2 s soft limit: enough to
      * show the task is taken and settled again, as a first attempt. */
@@ -578,11 +391,11 @@ static void test_recovery_cold_shutdown_puts_running_back(void **state)
     char ids[2][TASKQ_ID_SIZE];
     worker_start(&w, f, opts);
     submit_n(f->c, "{\"task\":\"sleep\",\"args\":[30]}", 2, ids);
-    assert_true(wait_running(f->rc, w.id, 2, 5000));
+    assert_true(tf_wait_running(f->rc, "taskq:", w.id, 2, 5000));
 
-    long from = file_size(w.log);
+    long from = tf_file_size(w.log);
     assert_int_equal(th_signal(w.pid, SIGTERM), 0);
-    assert_true(log_wait(w.log, from, "warm shutdown", 5000));
+    assert_true(tf_log_wait(w.log, from, "warm shutdown", 5000));
     long long t0 = th_mono_ms();
     assert_int_equal(th_signal(w.pid, SIGTERM), 0);
     int st = -1;
@@ -608,13 +421,13 @@ static void test_recovery_cold_shutdown_puts_running_back(void **state)
 static void test_recovery_shutdown_timeout_puts_running_back(void **state)
 {
     fx *f = *state;
-    worker w;
+    tf_worker w;
     const char *const opts[] = {"--concurrency", "1", "--shutdown-timeout", "1", "--heartbeat",
                                 "0.2",           NULL};
     char ids[1][TASKQ_ID_SIZE];
     worker_start(&w, f, opts);
-    submit_json(f->c, "{\"task\":\"sleep\",\"args\":[30]}", ids[0]);
-    assert_true(wait_running(f->rc, w.id, 1, 5000));
+    tf_submit_json(f->c, "{\"task\":\"sleep\",\"args\":[30]}", ids[0]);
+    assert_true(tf_wait_running(f->rc, "taskq:", w.id, 1, 5000));
 
     long long t0 = th_mono_ms();
     int st = -1;
@@ -642,7 +455,7 @@ static int cmp_ll(const void *a, const void *b)
 static void test_recovery_countdown_precision(void **state)
 {
     fx *f = *state;
-    worker w;
+    tf_worker w;
     const char *const opts[] = {"--concurrency", "2", NULL};
     taskq_task *ts[DELAYED_TASKS];
     char ids[DELAYED_TASKS][TASKQ_ID_SIZE];
@@ -651,7 +464,7 @@ static void test_recovery_countdown_precision(void **state)
     /* Countdowns 0.2..2 s, whole milliseconds, submitted in shuffled order. */
     for (int i = 0; i < DELAYED_TASKS; i++) {
         countdown[i] = 200 + (long long)(i * 7919 % DELAYED_TASKS) * 1800 / (DELAYED_TASKS - 1);
-        ts[i] = task_json("{\"task\":\"noop\"}");
+        ts[i] = tf_task_json("{\"task\":\"noop\"}");
         assert_int_equal(taskq_task_set_countdown(ts[i], (double)countdown[i] / 1000.0), 0);
     }
     assert_int_equal(taskq_submit_many(f->c, ts, DELAYED_TASKS, ids, NULL), 0);
@@ -661,7 +474,7 @@ static void test_recovery_countdown_precision(void **state)
     long long early = 0;
     for (int i = 0; i < DELAYED_TASKS; i++) {
         taskq_result *r = wait_final(f->c, ids[i], 10);
-        json_t *rec = record_of(r);
+        json_t *rec = tf_record(r);
         assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
         /* created_ms is the submitter's clock, started_ms the worker's: the
          * same machine here. */
@@ -681,6 +494,19 @@ static void test_recovery_countdown_precision(void **state)
     assert_true(p99 < 250);     /* the target is 50 ms; generous for slow CI machines */
 }
 
+/* A counter read with GET: 0 while the key does not exist. */
+static long long counter(redisContext *rc, const char *key)
+{
+    redisReply *r = th_cmd(rc, "GET %s", key);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_NIL && r->type != REDIS_REPLY_STRING)
+        fail_msg("GET %s: reply type %d (%s)", key, r->type,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+    return v;
+}
+
 typedef struct fence_probe {
     redisContext *rc;
     long long above;
@@ -690,7 +516,7 @@ typedef struct fence_probe {
 static int fetched_cb(void *arg)
 {
     fence_probe *p = arg;
-    return rint_cmd(p->rc, "GET %s", K("fence")) > p->above;
+    return counter(p->rc, K("fence")) > p->above;
 }
 
 typedef struct hb_probe {
@@ -713,11 +539,11 @@ static int heartbeat_after_cb(void *arg)
 static void test_recovery_eta_hour_not_early_not_duplicated(void **state)
 {
     fx *f = *state;
-    worker w;
+    tf_worker w;
     const char *const opts[] = {"--concurrency", "2", "--lease", "1", NULL};
     char id[TASKQ_ID_SIZE];
     long long eta = wall_ms() + 3600 * 1000LL;
-    taskq_task *t = task_json("{\"task\":\"noop\"}");
+    taskq_task *t = tf_task_json("{\"task\":\"noop\"}");
     assert_int_equal(taskq_task_set_eta(t, eta), 0);
     assert_int_equal(taskq_submit(f->c, t, id), 0);
     taskq_task_free(t);
@@ -725,7 +551,7 @@ static void test_recovery_eta_hour_not_early_not_duplicated(void **state)
     long long t0 = th_mono_ms();
     int fetches = 0;
     for (int round = 0; round < 3; round++) {
-        fence_probe fp = {f->rc, rint_cmd(f->rc, "GET %s", K("fence"))};
+        fence_probe fp = {f->rc, counter(f->rc, K("fence"))};
         worker_start(&w, f, opts);
         assert_true(th_wait_until(fetched_cb, &fp, 5000)); /* it looked at the queue */
         fetches++;
@@ -738,19 +564,19 @@ static void test_recovery_eta_hour_not_early_not_duplicated(void **state)
     hb_probe hp = {f->rc, w.id, wall_ms() + 1500};
     assert_true(th_wait_until(heartbeat_after_cb, &hp, 5000));
 
-    assert_int_equal(state_of(f->c, id), TASKQ_PENDING);
-    assert_int_equal(rint_cmd(f->rc, "ZCARD %s", K("delayed")), 1);
+    assert_int_equal(tf_state(f->c, Q, id), TASKQ_PENDING);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("delayed")), 1);
     redisReply *r = redisCommand(f->rc, "ZSCORE %s %s", K("delayed"), id);
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     long long due = atoll(r->str);
     freeReplyObject(r);
     assert_true(due == eta);
-    assert_int_equal(rint_cmd(f->rc, "LLEN %s", K("pending")), 0);
-    assert_int_equal(rint_cmd(f->rc, "HLEN %s", K("owner")), 0);
-    assert_int_equal(rint_cmd(f->rc, "ZCARD %s", K("lease")), 0);
-    assert_int_equal(rint_cmd(f->rc, "HEXISTS %s %s", K("msg"), id), 1);
-    assert_int_equal(rint_cmd(f->rc, "EXISTS taskq:{" Q "}:result:%s", id), 0);
+    assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), 0);
+    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("lease")), 0);
+    assert_int_equal(tf_rint(f->rc, "HEXISTS %s %s", K("msg"), id), 1);
+    assert_int_equal(tf_rint(f->rc, "EXISTS taskq:{" Q "}:result:%s", id), 0);
     printf(
         "# faults: eta +1 h: %d workers (2 SIGKILLed) looked at the queue over %lld ms; the task "
         "is still PENDING, once in the delayed set, due at its ETA\n",

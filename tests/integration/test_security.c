@@ -178,28 +178,13 @@ static taskq_result *run_task(taskq_client *c, taskq_task *t, const char *queue)
     return r;
 }
 
-typedef struct published {
-    redisContext *rc;
-    const char *task;
-} published;
-
-static int is_published(void *arg)
-{
-    published *p = arg;
-    redisReply *r = th_cmd(p->rc, "HEXISTS taskq:tasks %s", p->task);
-    int yes = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
-    return yes;
-}
-
 static void test_security_typed_call_refused_at_submit(void **state)
 {
     (void)state;
     tf_worker w;
     start_worker(&w, S->url, "typed", NULL, NULL);
     redisContext *rc = th_redis(S);
-    published p = {rc, "mul"};
-    assert_true(th_wait_until(is_published, &p, 10000));
+    assert_true(tf_wait_rint(rc, 1, 10000, "HEXISTS taskq:tasks %s", "mul")); /* published */
 
     taskq_client *c = client(S->url);
     char id[TASKQ_ID_SIZE];

@@ -130,6 +130,37 @@ void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char
     add_wake(c, prefix, queue);
 }
 
+static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int keys_per_task);
+
+/* Like ack: keys and arguments are collected per task (six arguments each:
+ * result key, done key, id, message, delay, eta) and regrouped at the end. */
+void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap)
+{
+    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE_MANY, 3);
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "pending");
+    add_qkey(c, prefix, queue, "delayed");
+    tq_cmd_add_int(c, cap);
+    add_wake(c, prefix, queue);
+    tq_cmd_add_int(c, 0); /* n, fixed in tq_cmd_enqueue_many_end */
+}
+
+void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                             const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms)
+{
+    add_tkey(c, prefix, queue, "result", id);
+    add_tkey(c, prefix, queue, "done", id);
+    tq_cmd_add_str(c, id);
+    tq_cmd_add(c, msg, msglen);
+    tq_cmd_add_int(c, delay_ms);
+    tq_cmd_add_int(c, eta_ms);
+}
+
+void tq_cmd_enqueue_many_end(tq_cmd *c)
+{
+    regroup(c, 3, 3, 6, 2);
+}
+
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
                   int64_t lease_ms, int promote_max)
 {
@@ -147,6 +178,44 @@ void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *
     tq_cmd_add_int(c, max);
     tq_cmd_add_int(c, lease_ms);
     tq_cmd_add_int(c, promote_max);
+}
+
+/* Scripts that take a batch (ack, enqueue_many) are built task by task:
+ * after the fixed keys and arguments, each task appends `per_task`
+ * arguments of which the first `keys_per_task` are keys. Redis wants every
+ * key before any argument, so this moves the tasks' keys after the fixed
+ * keys, then the fixed arguments (the last of which is n, the task count),
+ * then the tasks' other arguments, and fixes numkeys and n. */
+static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int keys_per_task)
+{
+    const int head = 3 + fixed_keys + fixed_args; /* EVALSHA sha numkeys, keys, args */
+    int n = (c->argc - head) / per_task;
+    char **argv = tq_xmalloc((size_t)c->argc * sizeof(*argv));
+    size_t *lens = tq_xmalloc((size_t)c->argc * sizeof(*lens));
+    int o = 0;
+    for (int i = 0; i < 3 + fixed_keys; i++)
+        argv[o] = c->argv[i], lens[o++] = c->argvlen[i];
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < keys_per_task; j++)
+            argv[o] = c->argv[head + t * per_task + j],
+            lens[o++] = c->argvlen[head + t * per_task + j];
+    for (int i = 3 + fixed_keys; i < head; i++)
+        argv[o] = c->argv[i], lens[o++] = c->argvlen[i];
+    for (int t = 0; t < n; t++)
+        for (int j = keys_per_task; j < per_task; j++)
+            argv[o] = c->argv[head + t * per_task + j],
+            lens[o++] = c->argvlen[head + t * per_task + j];
+    memcpy(c->argv, argv, (size_t)o * sizeof(*argv));
+    memcpy(c->argvlen, lens, (size_t)o * sizeof(*lens));
+    free(argv);
+    free(lens);
+    tq_cmd_set_numkeys(c, fixed_keys + keys_per_task * n);
+    int npos = 3 + fixed_keys + keys_per_task * n + fixed_args - 1;
+    char buf[32];
+    int len = snprintf(buf, sizeof(buf), "%d", n);
+    free(c->argv[npos]);
+    c->argv[npos] = tq_xstrndup(buf, (size_t)len);
+    c->argvlen[npos] = (size_t)len;
 }
 
 /* The ack command is built in two passes: KEYS first (fixed four, then two
@@ -179,33 +248,7 @@ void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char
 
 void tq_cmd_ack_end(tq_cmd *c)
 {
-    const int head = 3 + 4 + 3; /* EVALSHA sha numkeys, 4 keys, token ttl n */
-    int n = (c->argc - head) / 5;
-    char **argv = tq_xmalloc((size_t)c->argc * sizeof(*argv));
-    size_t *lens = tq_xmalloc((size_t)c->argc * sizeof(*lens));
-    int o = 0;
-    for (int i = 0; i < 7; i++)
-        argv[o] = c->argv[i], lens[o++] = c->argvlen[i];
-    for (int t = 0; t < n; t++)
-        for (int j = 0; j < 2; j++)
-            argv[o] = c->argv[head + t * 5 + j], lens[o++] = c->argvlen[head + t * 5 + j];
-    for (int i = 7; i < head; i++)
-        argv[o] = c->argv[i], lens[o++] = c->argvlen[i];
-    for (int t = 0; t < n; t++)
-        for (int j = 2; j < 5; j++)
-            argv[o] = c->argv[head + t * 5 + j], lens[o++] = c->argvlen[head + t * 5 + j];
-    memcpy(c->argv, argv, (size_t)o * sizeof(*argv));
-    memcpy(c->argvlen, lens, (size_t)o * sizeof(*lens));
-    free(argv);
-    free(lens);
-    tq_cmd_set_numkeys(c, 4 + 2 * n);
-    /* n sits after the keys and token, ttl. */
-    int npos = 3 + 4 + 2 * n + 2;
-    char buf[32];
-    int len = snprintf(buf, sizeof(buf), "%d", n);
-    free(c->argv[npos]);
-    c->argv[npos] = tq_xstrndup(buf, (size_t)len);
-    c->argvlen[npos] = (size_t)len;
+    regroup(c, 4, 3, 5, 2);
 }
 
 void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,

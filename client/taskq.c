@@ -722,7 +722,10 @@ static void sign_message(const taskq_client *c, char **s, size_t *len)
 }
 
 /* Build the enqueue command for t; on error returns a code with errstr set. */
-static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char id[TASKQ_ID_SIZE])
+/* Check, encode and sign t's message: its id into id, the bytes into *msg
+ * (malloc'd) and *msglen. On error returns a code with errstr set. */
+static int build_message(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE], char **msg,
+                         size_t *msglen)
 {
     char err[256];
     if (t->errstr[0])
@@ -767,24 +770,39 @@ static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char
                     t->name, len, c->limits.max_bytes);
     }
     sign_message(c, &s, &len);
-    tq_cmd_enqueue(cmd, c->prefix, t->queue, id, s, len, t->countdown_ms, t->eta_ms, c->queue_cap);
+    *msg = s;
+    *msglen = len;
+    return 0;
+}
+
+/* A one-task enqueue_many command for t (taskq_submit_wait pipelines it). */
+static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char id[TASKQ_ID_SIZE])
+{
+    char *s;
+    size_t len;
+    int rc = build_message(c, t, id, &s, &len);
+    if (rc < 0)
+        return rc;
+    tq_cmd_enqueue_many_begin(cmd, c->prefix, t->queue, c->queue_cap);
+    tq_cmd_enqueue_many_add(cmd, c->prefix, t->queue, id, s, len, t->countdown_ms, t->eta_ms);
+    tq_cmd_enqueue_many_end(cmd);
     free(s);
     return 0;
 }
 
-static int enqueue_reply(taskq_client *c, const redisReply *r, const taskq_task *t, const char *id)
+/* One task's integer from an enqueue_many reply (docs/PROTOCOL.md). */
+static int enqueue_many_code(taskq_client *c, long long v, const taskq_task *t, const char *id)
 {
-    if (r->type == REDIS_REPLY_INTEGER)
+    if (v == 1 || v == 2)
         return 0;
-    if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "taskq duplicate id")) {
+    if (v == -1) {
         if (c->resent)
             return 0; /* our own first try got through before the link broke */
         return fail(c, TASKQ_EEXIST, "task id %s is already queued on '%s'", id, t->queue);
     }
-    if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "taskq queue full"))
+    if (v == -2)
         return fail(c, TASKQ_EFULL, "queue '%s' is full (%lld tasks)", t->queue, c->queue_cap);
-    return fail(c, TASKQ_EREDIS, "enqueue on '%s' failed: %s", t->queue,
-                r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    return fail(c, TASKQ_EPROTO, "enqueue on '%s': unexpected reply %lld", t->queue, v);
 }
 
 int taskq_submit(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE])
@@ -798,79 +816,114 @@ int taskq_submit(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE])
     return rc;
 }
 
+#define ENQUEUE_BATCH 256
+
 int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
                       char (*ids)[TASKQ_ID_SIZE], int *codes)
 {
     int first = 0;
-    size_t i, nb = 0;
+    size_t i, ncmd = 0;
+    /* Consecutive tasks of one queue share an enqueue_many call (at most
+     * ENQUEUE_BATCH each); all calls go out in one pipelined round trip. */
     tq_cmd *cmds = tq_xcalloc(n ? n : 1, sizeof(*cmds));
-    size_t *which = tq_xcalloc(n ? n : 1, sizeof(*which));
+    size_t *start = tq_xcalloc(n ? n : 1, sizeof(*start)); /* first task of each call */
+    size_t *count = tq_xcalloc(n ? n : 1, sizeof(*count));
+    size_t *which = tq_xcalloc(n ? n : 1, sizeof(*which)); /* accepted tasks, in order */
     redisReply **replies = tq_xcalloc(n ? n : 1, sizeof(*replies));
     char(*idv)[TASKQ_ID_SIZE] = tq_xcalloc(n ? n : 1, TASKQ_ID_SIZE);
     char firstmsg[sizeof(c->errstr)] = "";
+    size_t nok = 0;
+
+#define NOTE_FAIL(rc)                                                                              \
+    do {                                                                                           \
+        if (!first) {                                                                              \
+            first = (rc);                                                                          \
+            snprintf(firstmsg, sizeof(firstmsg), "%s", c->errstr);                                 \
+        }                                                                                          \
+    } while (0)
 
     if (c->validate)
         refresh_sigs(c, tasks, n);
+    const char *cur_queue = NULL;
     for (i = 0; i < n; i++) {
-        tq_cmd_init(&cmds[nb]);
-        int rc = build_enqueue(c, tasks[i], &cmds[nb], idv[i]);
+        char *msg;
+        size_t len;
+        int rc = build_message(c, tasks[i], idv[i], &msg, &len);
         if (codes)
             codes[i] = rc;
         if (rc < 0) {
-            tq_cmd_release(&cmds[nb]);
-            if (!first) {
-                first = rc;
-                snprintf(firstmsg, sizeof(firstmsg), "%s", c->errstr);
-            }
+            NOTE_FAIL(rc);
             continue;
         }
-        which[nb++] = i;
+        const taskq_task *t = tasks[i];
+        if (ncmd == 0 || strcmp(cur_queue, t->queue) != 0 || count[ncmd - 1] == ENQUEUE_BATCH) {
+            if (ncmd > 0)
+                tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
+            tq_cmd_init(&cmds[ncmd]);
+            tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap);
+            start[ncmd] = nok;
+            count[ncmd] = 0;
+            ncmd++;
+            cur_queue = t->queue;
+        }
+        tq_cmd_enqueue_many_add(&cmds[ncmd - 1], c->prefix, t->queue, idv[i], msg, len,
+                                t->countdown_ms, t->eta_ms);
+        free(msg);
+        count[ncmd - 1]++;
+        which[nok++] = i;
     }
-    if (nb > 0) {
+    if (ncmd > 0)
+        tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
+    if (ncmd > 0) {
         int fresh = c->rc == NULL, again = 0;
-        if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, nb, replies) < 0 &&
+        if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, ncmd, replies) < 0 &&
             !conn_lost(c) && !fresh) {
             /* The link was stale (e.g. Redis restarted since the last call):
              * send the batch once more on a new one. A task of the first try
              * that did reach Redis is then refused as a duplicate of its own
-             * id, which means it is queued: see enqueue_reply. */
-            for (size_t k = 0; k < nb; k++) {
+             * id, which means it is queued: see enqueue_many_code. */
+            for (size_t k = 0; k < ncmd; k++) {
                 freeReplyObject(replies[k]);
                 replies[k] = NULL;
             }
             again = 1;
-            if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, nb, replies) < 0)
+            if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, ncmd, replies) < 0)
                 conn_lost(c);
         }
         c->resent = again;
-        if (!c->rc || (nb > 0 && !replies[nb - 1])) {
-            for (size_t k = 0; k < nb; k++)
-                if (codes && !replies[k])
-                    codes[which[k]] = TASKQ_ECONN;
-            if (!first) {
-                first = TASKQ_ECONN;
-                snprintf(firstmsg, sizeof(firstmsg), "%s", c->errstr);
+        for (size_t k = 0; k < ncmd; k++) {
+            redisReply *r = replies[k];
+            if (r && r->type == REDIS_REPLY_ARRAY && r->elements == count[k])
+                c->cached |= 1u << TQ_SCRIPT_ENQUEUE_MANY;
+            for (size_t e = 0; e < count[k]; e++) {
+                size_t ti = which[start[k] + e];
+                int rc;
+                if (!r) {
+                    rc = TASKQ_ECONN;
+                } else if (r->type == REDIS_REPLY_ARRAY && r->elements == count[k] &&
+                           r->element[e]->type == REDIS_REPLY_INTEGER) {
+                    rc = enqueue_many_code(c, r->element[e]->integer, tasks[ti], idv[ti]);
+                } else {
+                    rc = fail(c, TASKQ_EREDIS, "enqueue on '%s' failed: %s", tasks[ti]->queue,
+                              r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+                }
+                if (codes)
+                    codes[ti] = rc;
+                if (rc < 0)
+                    NOTE_FAIL(rc);
             }
-        }
-        for (size_t k = 0; k < nb; k++) {
-            if (!replies[k])
-                continue;
-            int rc = enqueue_reply(c, replies[k], tasks[which[k]], idv[which[k]]);
-            if (codes)
-                codes[which[k]] = rc;
-            if (rc < 0 && !first) {
-                first = rc;
-                snprintf(firstmsg, sizeof(firstmsg), "%s", c->errstr);
-            }
-            freeReplyObject(replies[k]);
+            freeReplyObject(r);
         }
         c->resent = 0;
     }
+#undef NOTE_FAIL
     if (ids)
         memcpy(ids, idv, n * TASKQ_ID_SIZE);
-    for (size_t k = 0; k < nb; k++)
+    for (size_t k = 0; k < ncmd; k++)
         tq_cmd_release(&cmds[k]);
     free(cmds);
+    free(start);
+    free(count);
     free(which);
     free(replies);
     free(idv);
@@ -1128,7 +1181,7 @@ int taskq_submit_wait(taskq_client *c, const taskq_task *t, double timeout, char
 {
     char idbuf[TASKQ_ID_SIZE];
     int rc;
-    unsigned need = (1u << TQ_SCRIPT_ENQUEUE) | (1u << TQ_SCRIPT_STATE);
+    unsigned need = (1u << TQ_SCRIPT_ENQUEUE_MANY) | (1u << TQ_SCRIPT_STATE);
     *out = NULL;
     if (!c->rc || (c->cached & need) != need || t->id[0] ||
         (c->validate && (!t->name || !sig_find(c, t->name)))) {
@@ -1153,7 +1206,11 @@ int taskq_submit_wait(taskq_client *c, const taskq_task *t, double timeout, char
     rc = block_then_state(c, t->queue, idbuf, timeout, &enq, &er, out);
     tq_cmd_release(&enq);
     if (er) {
-        int erc = enqueue_reply(c, er, t, idbuf);
+        int erc = er->type == REDIS_REPLY_ARRAY && er->elements == 1 &&
+                          er->element[0]->type == REDIS_REPLY_INTEGER
+                      ? enqueue_many_code(c, er->element[0]->integer, t, idbuf)
+                      : fail(c, TASKQ_EREDIS, "enqueue on '%s' failed: %s", t->queue,
+                             er->type == REDIS_REPLY_ERROR ? er->str : "unexpected reply");
         freeReplyObject(er);
         if (erc < 0) {
             taskq_result_free(*out);

@@ -820,8 +820,7 @@ static void fetch_reply(tq_worker *w, redisReply *r)
     arm_due_timer(qs, r->element[1]->integer, r->element[2]->integer);
     int got = (int)(r->elements - 3) / 3;
     qs->due_now = 0;
-    if (w->cfg.prefetch_auto && got == w->fetch_max && got > 0 &&
-        w->avg_runtime_ms < FAST_TASK_MS)
+    if (w->cfg.prefetch_auto && got == w->fetch_max && got > 0 && w->avg_runtime_ms < FAST_TASK_MS)
         w->window = w->window * 2 > PREFETCH_MAX ? PREFETCH_MAX : w->window * 2;
     else if (got < w->fetch_max)
         w->window = w->cfg.prefetch;

@@ -174,8 +174,7 @@ static taskq_task *make_task(struct job *j, int n, const char *queue)
         j->want = TASKQ_FAILURE;
         j->want_error = "PoisonPill";
         break;
-    case K_NKINDS:
-        break;
+    case K_NKINDS: break;
     }
     if (rc < 0) {
         fprintf(stderr, "workload: cannot build a %s task: %s\n", kind_names[j->kind],
@@ -503,29 +502,17 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             if (*end)
                 o->slow_share = -1;
             break;
-        case 'C':
-            o->crash = 0;
-            break;
-        case 'q':
-            o->queue = optarg;
-            break;
-        case 'r':
-            o->redis = optarg;
-            break;
+        case 'C': o->crash = 0; break;
+        case 'q': o->queue = optarg; break;
+        case 'r': o->redis = optarg; break;
         case 't':
             o->timeout = strtod(optarg, &end);
             if (*end)
                 o->timeout = -1;
             break;
-        case 'S':
-            o->seed = strtoul(optarg, NULL, 10);
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            usage(stderr);
-            return -1;
+        case 'S': o->seed = strtoul(optarg, NULL, 10); break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
         }
     }
     if (optind < argc || o->tasks < 1 || o->tasks > 100000 || o->slow_share < 0 ||

@@ -186,6 +186,44 @@ static int teardown(void **state)
 
 /* ---- submit and results ------------------------------------------------- */
 
+/* taskq_submit_wait: the same results and codes as submit + wait (on a
+ * warm connection the enqueue and the blocking wait go out together). */
+static void test_client_submit_wait(void **state)
+{
+    tc *x = *state;
+    start_worker(x, NULL);
+    char id[TASKQ_ID_SIZE];
+    taskq_result *r = NULL;
+    taskq_task *t = task_v("add", "20", "22", NULL);
+    for (int i = 0; i < 3; i++) { /* the first call warms the connection */
+        assert_int_equal(taskq_submit_wait(x->c, t, WAIT_S, id, &r), 0);
+        assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
+        assert_string_equal(taskq_result_value(r), "42");
+        assert_string_equal(taskq_result_id(r), id);
+        taskq_result_free(r);
+    }
+    taskq_task_free(t);
+    /* A task that outlives the time-out: ETIMEDOUT within it, latest state. */
+    t = task_v("sleep", "2", NULL);
+    long long t0 = th_mono_ms();
+    assert_int_equal(taskq_submit_wait(x->c, t, 0.3, id, &r), TASKQ_ETIMEDOUT);
+    long long dt = th_mono_ms() - t0;
+    assert_true(dt >= 250 && dt < 1500);
+    assert_non_null(r);
+    assert_false(taskq_state_is_final(taskq_result_state(r)));
+    taskq_result_free(r);
+    taskq_task_free(t);
+    /* A refused enqueue (queue full) is reported at once, not after the
+     * time-out of the wait pipelined behind it. */
+    taskq_client_set_queue_cap(x->c, 1);
+    t = task_v("add", "1", "1", NULL);
+    t0 = th_mono_ms();
+    assert_int_equal(taskq_submit_wait(x->c, t, 5.0, id, &r), TASKQ_EFULL);
+    assert_true(th_mono_ms() - t0 < 1000);
+    assert_null(r);
+    taskq_task_free(t);
+}
+
 static void test_client_submit_one_success(void **state)
 {
     tc *x = *state;
@@ -1346,6 +1384,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_client_submit_one_success),
+        T(test_client_submit_wait),
         T(test_client_submit_many_results),
         T(test_client_submit_many_partial_failure),
         T(test_client_state_pending_without_worker),

@@ -511,6 +511,49 @@ static void test_scripts_fetch_promotes_thousands_due(void **state)
     freeReplyObject(r);
 }
 
+/* enqueue_many: one call, the same effects as one enqueue per task, in
+ * order; per-task codes for duplicates and a full queue. */
+static void test_scripts_enqueue_many(void **state)
+{
+    (void)state;
+    enqueue("dup", 0);
+    char *ma = make_msg("a", 0), *mb = make_msg("b", 0), *md = make_msg("dup", 0),
+         *mc = make_msg("c", 0);
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 4); /* room for 3 more after "dup" */
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "a", ma, strlen(ma), 0, 0);
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "dup", md, strlen(md), 0, 0);
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "b", mb, strlen(mb), 60000, 0);
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "c", mc, strlen(mc), 0, 0);
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "d", mc, strlen(mc), 0, 0);
+    tq_cmd_enqueue_many_end(&c);
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 5);
+    long long want[] = {1, -1, 2, 1, -2};
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(r->element[i]->integer, want[i]);
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+    /* FIFO order kept: dup (enqueued first), then a, then c. */
+    fetched f;
+    fetch(&f, "w1", 10, 1000);
+    assert_int_equal(f.n, 3);
+    assert_string_equal(f.id[0], "dup");
+    assert_string_equal(f.id[1], "a");
+    assert_string_equal(f.id[2], "c");
+    assert_true(f.next_due > f.now + 50000);
+    fetched_clear(&f);
+    /* The refused task's waiters are woken, with a TTL. */
+    assert_int_equal(cmd_int("LLEN %s", tk("done", "d")), 1);
+    assert_ttl_within(tk("done", "d"), 60000);
+    free(ma);
+    free(mb);
+    free(md);
+    free(mc);
+}
+
 static void test_scripts_enqueue_duplicate_refused(void **state)
 {
     (void)state;
@@ -1195,6 +1238,7 @@ int main(void)
         T(test_scripts_fetch_fifo_and_max),
         T(test_scripts_fetch_buries_invalid_ids),
         T(test_scripts_fetch_promotes_thousands_due),
+        T(test_scripts_enqueue_many),
         T(test_scripts_enqueue_duplicate_refused),
         T(test_scripts_enqueue_queue_cap),
         T(test_scripts_enqueue_clears_stale_result),

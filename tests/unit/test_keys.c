@@ -174,6 +174,30 @@ static void test_keys_cmd_ack_one(void **state)
     tq_cmd_release(&c);
 }
 
+static void test_keys_cmd_enqueue_many(void **state)
+{
+    (void)state;
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100);
+    tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
+    tq_cmd_enqueue_many_add(&c, P, Q, "b", "m\0b", 3, 250, 0);
+    tq_cmd_enqueue_many_end(&c);
+    const char *w[] = {TAG "msg",     TAG "pending",
+                       TAG "delayed", TAG "result:a",
+                       TAG "done:a",  TAG "result:b",
+                       TAG "done:b",  "100",
+                       TAG "wake",    "2",
+                       "a",           "ma",
+                       "0",           "0",
+                       "b",           NULL,
+                       "250",         "0"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 7, w, N(w));
+    assert_int_equal(c.argvlen[3 + 7 + 3 + 5], 3);
+    assert_memory_equal(c.argv[3 + 7 + 3 + 5], "m\0b", 3);
+    tq_cmd_release(&c);
+}
+
 static void test_keys_cmd_ack_three(void **state)
 {
     (void)state;
@@ -369,6 +393,7 @@ static void test_keys_scripts_table(void **state)
         {TQ_SCRIPT_BURY, "bury"},
         {TQ_SCRIPT_DEAD_REQUEUE, "dead_requeue"},
         {TQ_SCRIPT_ENQUEUE, "enqueue"},
+        {TQ_SCRIPT_ENQUEUE_MANY, "enqueue_many"},
         {TQ_SCRIPT_EXTEND, "extend"},
         {TQ_SCRIPT_FETCH, "fetch"},
         {TQ_SCRIPT_PROGRESS, "progress"},
@@ -416,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_keys_cmd_fetch),
         cmocka_unit_test(test_keys_cmd_ack_one),
         cmocka_unit_test(test_keys_cmd_ack_three),
+        cmocka_unit_test(test_keys_cmd_enqueue_many),
         cmocka_unit_test(test_keys_cmd_ack_reuse),
         cmocka_unit_test(test_keys_cmd_retry),
         cmocka_unit_test(test_keys_cmd_requeue),

@@ -1,0 +1,71 @@
+-- enqueue_many: enqueue a batch of tasks of one queue in one call: the same
+-- effect as one enqueue per task, in order. docs/PROTOCOL.md#enqueue_many
+-- KEYS: msg, pending, delayed, then result:<id>, done:<id> per task
+-- ARGV: cap, wake_channel, n, then id, message, delay_ms, eta_ms per task
+-- (task i's keys are KEYS[2 + 2i] and KEYS[3 + 2i])
+-- Returns one integer per task: 1 queued, 2 delayed, -1 duplicate id, -2 queue full
+local cap = tonumber(ARGV[1])
+local n = tonumber(ARGV[3])
+local size = cap > 0 and redis.call('HLEN', KEYS[1]) or 0
+local now
+local out, queued, stale, delayed = {}, {}, {}, {}
+local earliest
+for i = 1, n do
+  local b = 3 + (i - 1) * 4
+  local id, delay, eta = ARGV[b + 1], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  if cap > 0 and size >= cap then
+    -- A submit-and-wait pipelines a blocking wait on done:<id> behind this
+    -- call: wake it now rather than at its time-out.
+    redis.call('RPUSH', KEYS[3 + i * 2], 'REFUSED')
+    redis.call('PEXPIRE', KEYS[3 + i * 2], 60000)
+    out[i] = -2
+  elseif redis.call('HSETNX', KEYS[1], id, ARGV[b + 2]) == 0 then
+    out[i] = -1
+  else
+    size = size + 1
+    stale[#stale + 1] = KEYS[2 + i * 2]
+    stale[#stale + 1] = KEYS[3 + i * 2]
+    local due = 0
+    if delay > 0 or eta > 0 then
+      if not now then
+        local t = redis.call('TIME')
+        now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      end
+      due = now + delay
+      if eta > due then due = eta end
+      if due <= now then due = 0 end
+    end
+    if due > 0 then
+      delayed[#delayed + 1] = due
+      delayed[#delayed + 1] = id
+      if not earliest or due < earliest then earliest = due end
+      out[i] = 2
+    else
+      queued[#queued + 1] = id
+      out[i] = 1
+    end
+  end
+end
+-- Multi-key commands in chunks (unpack of thousands overflows Lua's stack).
+for i = 1, #stale, 500 do
+  redis.call('DEL', unpack(stale, i, math.min(i + 499, #stale)))
+end
+if #delayed > 0 then
+  local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  for i = 1, #delayed, 500 do
+    redis.call('ZADD', KEYS[3], unpack(delayed, i, math.min(i + 499, #delayed)))
+  end
+  if first[2] == nil or tonumber(first[2]) > earliest then
+    redis.call('PUBLISH', ARGV[2], 'd')
+  end
+end
+if #queued > 0 then
+  local len = 0
+  for i = 1, #queued, 500 do
+    len = redis.call('LPUSH', KEYS[2], unpack(queued, i, math.min(i + 499, #queued)))
+  end
+  if len == #queued then
+    redis.call('PUBLISH', ARGV[2], 'p')
+  end
+end
+return out

@@ -81,12 +81,17 @@ $(SUBMIT_BIN): $(OBJ)/client/taskq_submit.o $(LIBA)
 $(EXAMPLE_TASKS): docs/examples/example_tasks.c worker/taskq_worker.h
 	$(CC) $(CFLAGS_ALL) -Iworker -shared -o $@ $< $(LDFLAGS_ALL)
 
-$(PCFILE): Makefile
+# Regenerated whenever PREFIX changes (make install PREFIX=/usr after make).
+$(PCFILE): FORCE
 	@mkdir -p $(dir $@)
-	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: taskq' 'Description: taskq distributed task queue client library' \
 	  'Version: $(VERSION)' 'Requires.private: hiredis jansson libcrypto' \
-	  'Libs: -L$${libdir} -ltaskq' 'Cflags: -I$${includedir}' > $@
+	  'Libs: -L$${libdir} -ltaskq' 'Cflags: -I$${includedir}' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+.PHONY: FORCE
+FORCE:
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
 include tests/tests.mk

@@ -114,6 +114,7 @@ cleanup() {
     if [ -n "$SKIPPED" ]; then
         # The last line, for the suite's tally: skipped is not passed.
         echo "skipped: $SKIPPED"
+        echo "0 passed, 0 failed, 1 skipped"
         exit 0
     fi
     if [ -n "$TIMINGS" ]; then
@@ -121,7 +122,14 @@ cleanup() {
         printf '%s' "$TIMINGS"
         echo "  total                                        $(fmt_s $(($(now_ms) - T0)))"
     fi
-    if [ "$rc" -eq 0 ]; then echo "compose test: passed"; else echo "compose test: FAILED"; fi
+    # The closing line the suite adds up (tests/suite.sh).
+    if [ "$rc" -eq 0 ]; then
+        echo "compose test: passed"
+        echo "1 passed, 0 failed"
+    else
+        echo "compose test: FAILED"
+        echo "0 passed, 1 failed"
+    fi
     exit "$rc"
 }
 trap cleanup EXIT

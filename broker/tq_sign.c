@@ -208,7 +208,7 @@ char *tq_sign_wrap(const tq_keyring *kr, const char *kid, const char *msg, size_
     mac(k, msg, len, m);
     size_t head = strlen(TQ_SIGN_MAGIC) + strlen(k->kid) + 1 + 2 * MAC_LEN + 1;
     char *out = tq_xmalloc(head + len + 1);
-    size_t o = (size_t)sprintf(out, "%s%s ", TQ_SIGN_MAGIC, k->kid);
+    size_t o = (size_t)snprintf(out, head + 1, "%s%s ", TQ_SIGN_MAGIC, k->kid);
     for (size_t i = 0; i < MAC_LEN; i++) {
         out[o++] = digits[m[i] >> 4];
         out[o++] = digits[m[i] & 15];

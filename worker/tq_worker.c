@@ -121,6 +121,7 @@ struct tq_worker {
     oplist inflight; /* sent, in order */
     pending_ack *acks;
     int nacks, capacks;
+    int acks_inflight; /* ack ops sent (or queued to send) and not answered */
     struct event *flush_ev;
     struct event *pump_ev;
     struct event *heartbeat_ev;
@@ -137,6 +138,7 @@ struct tq_worker {
 
 static void maybe_fetch(tq_worker *w);
 static void start_ready(tq_worker *w);
+static void flush_acks(tq_worker *w, int force);
 static void check_done(tq_worker *w);
 static void pump(tq_worker *w);
 
@@ -207,6 +209,8 @@ static void op_add_id(op *o, const char *id)
 
 static void op_free(op *o)
 {
+    if (o->kind == OP_ACK)
+        o->w->acks_inflight--;
     for (int i = 0; i < o->n; i++)
         free(o->ids[i]);
     free(o->ids);
@@ -283,6 +287,7 @@ static void op_reply_cb(tq_aconn *c, redisReply *r, void *privdata)
         tq_log_error(w->cfg.log, "Redis refused a write for task %s: %s", o->n ? o->ids[0] : "?",
                      r->str);
         op_free(o);
+        flush_acks(w, 0);
         check_done(w);
         return;
     }
@@ -306,6 +311,9 @@ static void op_reply_cb(tq_aconn *c, redisReply *r, void *privdata)
                     o->n ? o->ids[0] : "?");
     }
     op_free(o);
+    /* Completions that arrived while that ack was on the wire go now, in
+     * one call (see flush_acks). */
+    flush_acks(w, 0);
     check_done(w);
 }
 
@@ -335,8 +343,14 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- acks, batched per (queue, token) each loop iteration -------------- */
 
-static void flush_acks(tq_worker *w)
+/* Send the pending acks, one ack call per (queue, token). Nagle-like: while
+ * an ack is on the wire, completions wait for its reply and then go out
+ * together, so a busy worker settles many tasks per script call, and an
+ * idle one still acks a lone task at once. force: send regardless. */
+static void flush_acks(tq_worker *w, int force)
 {
+    if (!force && w->acks_inflight > 0)
+        return;
     for (int i = 0; i < w->nacks; i++) {
         if (!w->acks[i].record)
             continue;
@@ -355,6 +369,7 @@ static void flush_acks(tq_worker *w)
             b->record = NULL;
         }
         tq_cmd_ack_end(&o->cmd);
+        w->acks_inflight++;
         submit_op(w, o);
     }
     w->nacks = 0;
@@ -364,7 +379,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    flush_acks(arg);
+    flush_acks(arg, 0);
 }
 
 /* Queue a settled record (record: malloc'd text, ownership taken). */
@@ -1095,8 +1110,9 @@ static void heartbeat(tq_worker *w)
          * own recovery runs: after an outage longer than the lease it would
          * otherwise take back tasks this worker has already finished, fence
          * out their results and run them again. Sent writes are ahead of
-         * this on the ordered link anyway. */
-        if (w->outbox.len == 0) {
+         * this on the ordered link anyway. Acks held back behind one on
+         * the wire (flush_acks) count as waiting too. */
+        if (w->outbox.len == 0 && w->nacks == 0) {
             tq_cmd_recover(&cmd, w->cfg.prefix, w->queues[q].name, RECOVER_MAX);
             tq_aconn_send(w->cmd, &cmd, recover_cb, &w->queues[q]);
         }
@@ -1196,7 +1212,7 @@ static void go_cold(tq_worker *w, const char *why)
                 why, w->nrunning);
     requeue_ready(w);
     tq_pool_kill(w->pool); /* ABORTED outcomes requeue each job */
-    flush_acks(w);
+    flush_acks(w, 1);
     struct timeval tv = {EXIT_FLUSH_MS / 1000, 0};
     evtimer_add(w->exit_ev, &tv);
     check_done(w);

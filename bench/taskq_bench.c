@@ -713,9 +713,13 @@ int main(int argc, char **argv)
         if (i + 1 >= argc)
             usage();
         const char *v = argv[++i];
-        if (strcmp(o, "--port") == 0)
-            opt.port = atoi(v);
-        else if (strcmp(o, "--host") == 0)
+        if (strcmp(o, "--port") == 0) {
+            char *end;
+            long port = strtol(v, &end, 10);
+            if (*end || port < 1 || port > 65535)
+                usage();
+            opt.port = (int)port;
+        } else if (strcmp(o, "--host") == 0)
             opt.host = v;
         else if (strcmp(o, "--prefix") == 0)
             opt.prefix = v;

@@ -483,7 +483,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     char *end;
     int ch;
 
-    o->tasks = env && *env ? atoi(env) : 300;
+    o->tasks = 300;
+    if (env && *env) {
+        o->tasks = (int)strtol(env, &end, 10);
+        if (*end)
+            o->tasks = -1; /* refused below, like a bad --tasks */
+    }
     o->slow_share = 15;
     o->crash = 1;
     o->queue = "default";

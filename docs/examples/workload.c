@@ -134,13 +134,12 @@ static taskq_task *make_task(struct job *j, int n, const char *queue)
             rc = rc ? rc : taskq_task_set_name(t, "example.reverse");
             rc = rc ? rc : taskq_task_arg_json(t, arg);
             /* "taskq 42" reversed is "24 qksat" */
-            char digits[16];
+            char digits[16], rev[16];
             int len = snprintf(digits, sizeof(digits), "%d", n);
-            char *p = j->want_value;
-            *p++ = '"';
-            for (int k = len - 1; k >= 0; k--)
-                *p++ = digits[k];
-            strcpy(p, " qksat\"");
+            for (int k = 0; k < len; k++)
+                rev[k] = digits[len - 1 - k];
+            rev[len] = '\0';
+            snprintf(j->want_value, sizeof(j->want_value), "\"%s qksat\"", rev);
         } else {
             rc = rc ? rc : taskq_task_set_name(t, "example.word_count");
             rc = rc ? rc : taskq_task_arg_json(t, "\"the quick brown fox\"");

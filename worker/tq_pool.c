@@ -1,7 +1,8 @@
 /* tq_pool: the executor pool's public face. It checks the configuration and
  * dispatches to one of two implementations through a small table of
  * functions (tq_pool_impl.h):
- *   tq_pool_prefork.c  long-lived forked children, one job each at a time;
+ *   tq_pool_prefork.c  long-lived forked children, one job each at a time
+ *                      (more may wait in a child's socket: the backlog);
  *                      crash isolation, hard time limits, per-task CPU and
  *                      peak RSS, recycling by task count or memory.
  *   tq_pool_threads.c  threads in the worker process. No hard time limit (a
@@ -72,6 +73,17 @@ int tq_pool_idle(const tq_pool *p)
 int tq_pool_running(const tq_pool *p)
 {
     return p ? p->ops->running(p->impl) : 0;
+}
+
+void tq_pool_set_backlog(tq_pool *p, int per_executor)
+{
+    if (p && per_executor >= 0)
+        p->ops->set_backlog(p->impl, per_executor);
+}
+
+int tq_pool_reclaim(tq_pool *p, void (*fn)(void *arg, void *cookie), void *arg)
+{
+    return p && fn ? p->ops->reclaim(p->impl, fn, arg) : 0;
 }
 
 void tq_pool_stopping(tq_pool *p)

@@ -53,12 +53,24 @@ typedef struct tq_pool_config {
 
 /* Start the executors. NULL with a reason in err (fork/thread failure). */
 tq_pool *tq_pool_new(struct event_base *base, const tq_pool_config *cfg, char *err, size_t errlen);
-/* Hand a job to an idle executor. Returns 0, or -1 when none is idle. */
+/* Hand a job to the pool. Returns 0, or -1 when it has no room
+ * (tq_pool_idle() == 0). */
 int tq_pool_submit(tq_pool *p, const tq_pool_job *job);
-/* Executors ready for a job now. */
+/* Jobs the pool takes now: idle executors plus free backlog places. */
 int tq_pool_idle(const tq_pool *p);
-/* Jobs running now. */
+/* Jobs the pool holds (running, or waiting in its backlog). */
 int tq_pool_running(const tq_pool *p);
+/* Let the pool hold up to `per_executor` jobs per executor beyond the ones
+ * running, started in submission order as executors free up. For short
+ * tasks this saves a hand-off (a wake-up of the executor and one of the
+ * loop) per task; the price is that a queued job waits behind a running one
+ * even if another executor frees up first, so callers enable it only while
+ * tasks are short. 0 (the default) hands jobs to idle executors only.
+ * A job's time limits count from the moment it really starts. */
+void tq_pool_set_backlog(tq_pool *p, int per_executor);
+/* Take back every job that has not started yet, oldest first: fn(arg,
+ * cookie) is called for each, and `done` never will be. Returns how many. */
+int tq_pool_reclaim(tq_pool *p, void (*fn)(void *arg, void *cookie), void *arg);
 /* Tell running tasks the worker is stopping (taskq_should_stop() turns 1). */
 void tq_pool_stopping(tq_pool *p);
 /* Cold shutdown: kill running executors now. Each running job completes

@@ -12,6 +12,8 @@ typedef struct tq_pool_ops {
     int (*submit)(void *impl, const tq_pool_job *job);
     int (*idle)(const void *impl);
     int (*running)(const void *impl);
+    void (*set_backlog)(void *impl, int per_executor);
+    int (*reclaim)(void *impl, void (*fn)(void *arg, void *cookie), void *arg);
     void (*stopping)(void *impl);
     void (*kill)(void *impl);
     void (*free)(void *impl);

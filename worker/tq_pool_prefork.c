@@ -1,6 +1,16 @@
-/* tq_pool_prefork: `concurrency` long-lived child processes, one job each at
- * a time. Forked once at start (and again only to replace a child that died
- * or was recycled), never per task.
+/* tq_pool_prefork: `concurrency` long-lived child processes, each running
+ * one job at a time. Forked once at start (and again only to replace a
+ * child that died or was recycled), never per task.
+ *
+ * With a backlog (tq_pool_set_backlog), up to that many more job frames
+ * wait in a child's socket behind the running one, so the child goes from
+ * one job to the next without waiting for the parent, and the parent sends
+ * the frames of one loop callback in one write. The child runs frames in
+ * order, so a slot's first job is the running one: its time limits start
+ * when the job before it ends (finish_job). A child that dies takes only
+ * that job with it; the ones behind never started and come back ABORTED.
+ * Frames already sent cannot be taken back (tq_pool_reclaim returns none),
+ * and a recycling child is never sent more jobs than it has left.
  *
  * Parent <-> child: one AF_UNIX stream socket per child, frames of
  * [u32 length][u8 type][payload] in native byte order (same binary, same
@@ -67,24 +77,33 @@ typedef struct proc {
     int fd; /* parent's end, -1 once closed */
     struct event *rev, *wev;
     struct evbuffer *in, *out;
-    long tasks;  /* jobs sent to this process */
-    int exiting; /* announced it exits after its last outcome (recycling) */
-    int dead;    /* exited, reaped or being killed: never give it a job */
+    long tasks;           /* jobs sent to this process */
+    uint64_t added, sent; /* bytes queued for it and written to its socket */
+    int exiting;          /* announced it exits after its last outcome (recycling) */
+    int dead;             /* exited, reaped or being killed: never give it a job */
 } proc;
+
+/* A job sent to a slot's child. The child runs its frames in order, so the
+ * slot's first job is the one running and the others wait in its socket. */
+typedef struct pjob {
+    struct pjob *next;
+    void *cookie;
+    int64_t soft_ms, hard_ms;
+    uint32_t seq;       /* job number, names the job in soft-limit signals */
+    uint64_t frame_end; /* proc->added once its frame was queued */
+} pjob;
 
 struct slot {
     pf_pool *pool;
     int idx;
     proc *proc;
-    /* the running job */
-    int busy;
-    void *cookie;
-    int64_t hard_ms;
+    pjob *head, *tail; /* head: running (or about to start) */
+    int njobs;
+    /* the head job */
     int64_t started_us;
     int hard_killed;
-    int delivered;                   /* the whole job frame reached the child's socket */
-    uint32_t seq;                    /* job number, names the job in soft-limit signals */
-    struct event *soft_ev, *hard_ev; /* fd-less timers, one pair per slot */
+    uint32_t seq;                    /* the last job number given out */
+    struct event *soft_ev, *hard_ev; /* fd-less timers for the head job */
 };
 
 struct pf_pool {
@@ -97,6 +116,7 @@ struct pf_pool {
     int n;
     proc *graveyard;
     struct event *sigchld_ev, *gc_ev, *respawn_ev;
+    int backlog; /* jobs per child beyond the running one */
     int stopping;
     int dead;
 };
@@ -335,6 +355,7 @@ static void child_main(pf_pool *p, int fd, pid_t parent)
 /* ----------------------------------------------------------------- parent */
 
 static void finish_job(slot *s, tq_outcome *o);
+static void finish_all(slot *s, tq_outcome *o, const char *why);
 static void proc_read_cb(evutil_socket_t fd, short what, void *arg);
 static void proc_write_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -514,10 +535,15 @@ static void flush_out(proc *c)
             return;
         }
         evbuffer_drain(c->out, (size_t)w);
+        c->sent += (uint64_t)w;
     }
     event_del(c->wev);
-    if (c->slot && c->slot->busy && evbuffer_get_length(c->out) == 0)
-        c->slot->delivered = 1;
+}
+
+/* The whole frame of the slot's head job reached its child's socket. */
+static int head_delivered(const slot *s)
+{
+    return s->head && s->proc && s->proc->sent >= s->head->frame_end;
 }
 
 static void proc_write_cb(evutil_socket_t fd, short what, void *arg)
@@ -553,7 +579,7 @@ static void process_frames(pf_pool *p, proc *c)
         evbuffer_drain(c->in, 4);
         char *f = (char *)evbuffer_pullup(c->in, len);
         slot *s = c->slot;
-        if (f[0] == 'O' && len >= 2 && s && s->busy && s->proc == c) {
+        if (f[0] == 'O' && len >= 2 && s && s->head && s->proc == c) {
             tq_outcome o;
             c->exiting = f[1] != 0;
             int ok = tq_outcome_unpack(f + 2, len - 2, &o) == 0;
@@ -568,8 +594,8 @@ static void process_frames(pf_pool *p, proc *c)
             memcpy(&frac, f + 1, 8);
             char *m = tq_xstrndup(f + 9, len - 9);
             evbuffer_drain(c->in, len);
-            if (s && s->busy && s->proc == c && p->cfg.progress)
-                p->cfg.progress(p->cfg.arg, s->cookie, frac, m);
+            if (s && s->head && s->proc == c && p->cfg.progress)
+                p->cfg.progress(p->cfg.arg, s->head->cookie, frac, m);
             free(m);
         } else {
             protocol_error(p, c, "unexpected frame");
@@ -613,13 +639,13 @@ static void fill_crash(slot *s, tq_outcome *o, int status, const struct rusage *
 {
     char nm[32];
     tq_outcome_init(o);
-    if (!s->delivered) {
+    if (!head_delivered(s)) {
         /* It cannot have started: put it back without counting an attempt. */
         tq_outcome_set_error(o, TQ_OUT_ABORTED, "WorkerLostError",
                              "executor died before the job reached it");
     } else if (s->hard_killed) {
         tq_outcome_set_error(o, TQ_OUT_CRASH, "TimeLimitExceeded",
-                             "hard time limit of %lld ms exceeded", (long long)s->hard_ms);
+                             "hard time limit of %lld ms exceeded", (long long)s->head->hard_ms);
         o->time_limit = 1;
         o->signal = SIGKILL;
     } else if (WIFSIGNALED(status)) {
@@ -649,8 +675,14 @@ static void proc_exited(pf_pool *p, slot *s, int status, const struct rusage *ru
     if (s->proc != c)
         return; /* a callback killed the pool meanwhile */
     tq_outcome o;
-    int lost = s->busy;
-    if (lost) {
+    int lost = s->head != NULL;
+    if (lost && c->exiting) {
+        /* It recycled itself after its last outcome: what it held behind
+         * that never started. */
+        tq_outcome_init(&o);
+        tq_outcome_set_error(&o, TQ_OUT_ABORTED, "WorkerLostError",
+                             "executor recycled before the job started");
+    } else if (lost) {
         fill_crash(s, &o, status, ru);
         tq_log_warn(p->log, "child %d (pid %d) lost its task: %s", s->idx, (int)c->pid,
                     o.err_message);
@@ -661,7 +693,7 @@ static void proc_exited(pf_pool *p, slot *s, int status, const struct rusage *ru
     retire(p, s);
     respawn_all(p);
     if (lost)
-        finish_job(s, &o);
+        finish_all(s, &o, "executor died before the job started");
 }
 
 static void sigchld_cb(evutil_socket_t fd, short what, void *arg)
@@ -686,9 +718,9 @@ static void soft_cb(evutil_socket_t fd, short what, void *arg)
     slot *s = arg;
     (void)fd;
     (void)what;
-    if (s->busy && s->proc && !s->proc->dead) {
+    if (s->head && s->proc && !s->proc->dead) {
         union sigval v;
-        v.sival_int = (int)(s->seq & 0x7fffffff);
+        v.sival_int = (int)(s->head->seq & 0x7fffffff);
         sigqueue(s->proc->pid, SIGUSR1, v);
     }
 }
@@ -698,32 +730,89 @@ static void hard_cb(evutil_socket_t fd, short what, void *arg)
     slot *s = arg;
     (void)fd;
     (void)what;
-    if (s->busy && s->proc && !s->proc->dead) {
+    if (s->head && s->proc && !s->proc->dead) {
         tq_log_warn(s->pool->log, "child %d (pid %d): hard time limit of %lld ms, killing it",
-                    s->idx, (int)s->proc->pid, (long long)s->hard_ms);
+                    s->idx, (int)s->proc->pid, (long long)s->head->hard_ms);
         s->hard_killed = 1;
         s->proc->dead = 1;
         kill(s->proc->pid, SIGKILL);
     }
 }
 
-/* End the slot's job and hand the outcome to the caller, last. */
-static void finish_job(slot *s, tq_outcome *o)
+static void arm(struct event *ev, int64_t ms)
 {
-    pf_pool *p = s->pool;
-    void *cookie = s->cookie;
-    s->busy = 0;
-    s->cookie = NULL;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+/* The slot's head job starts now (its child is done with the one before):
+ * its time limits count from here. */
+static void head_started(slot *s)
+{
     s->hard_killed = 0;
     evtimer_del(s->soft_ev);
     evtimer_del(s->hard_ev);
+    if (!s->head)
+        return;
+    s->started_us = tq_mono_us();
+    if (s->head->soft_ms > 0)
+        arm(s->soft_ev, s->head->soft_ms);
+    if (s->head->hard_ms > 0)
+        arm(s->hard_ev, s->head->hard_ms);
+}
+
+/* End the slot's head job, start the clock of the next one, and hand the
+ * outcome to the caller, last. */
+static void finish_job(slot *s, tq_outcome *o)
+{
+    pf_pool *p = s->pool;
+    pjob *j = s->head;
+    s->head = j->next;
+    if (!s->head)
+        s->tail = NULL;
+    s->njobs--;
+    head_started(s);
+    void *cookie = j->cookie;
+    free(j);
     p->cfg.done(p->cfg.arg, cookie, o);
 }
 
-static int slot_idle(const pf_pool *p, const slot *s)
+/* Every job of the slot ends: the head with *o, the ones behind it (never
+ * started) as ABORTED for `why`. The list is detached first, so a callback
+ * that kills the pool finds the slot empty. */
+static void finish_all(slot *s, tq_outcome *o, const char *why)
 {
-    return !p->dead && !s->busy && s->proc && !s->proc->dead && !s->proc->exiting &&
-           s->proc->fd >= 0;
+    pf_pool *p = s->pool;
+    pjob *j = s->head;
+    s->head = s->tail = NULL;
+    s->njobs = 0;
+    head_started(s);
+    for (int first = 1; j; first = 0) {
+        pjob *next = j->next;
+        void *cookie = j->cookie;
+        free(j);
+        if (first) {
+            p->cfg.done(p->cfg.arg, cookie, o);
+        } else {
+            tq_outcome a;
+            tq_outcome_init(&a);
+            tq_outcome_set_error(&a, TQ_OUT_ABORTED, "WorkerLostError", "%s", why);
+            p->cfg.done(p->cfg.arg, cookie, &a);
+        }
+        j = next;
+    }
+}
+
+/* Jobs slot s takes now: its child's free places (one running plus the
+ * backlog), never more than a recycling child has tasks left. */
+static int slot_room(const pf_pool *p, const slot *s)
+{
+    if (p->dead || !s->proc || s->proc->dead || s->proc->exiting || s->proc->fd < 0)
+        return 0;
+    long r = 1 + p->backlog - s->njobs;
+    if (p->cfg.max_tasks_per_child > 0 && p->cfg.max_tasks_per_child - s->proc->tasks < r)
+        r = p->cfg.max_tasks_per_child - s->proc->tasks;
+    return r > 0 ? (int)r : 0;
 }
 
 /* Hand the job to slot s. -1 when its child turned out to be dead already
@@ -740,35 +829,42 @@ static int submit_to(pf_pool *p, slot *s, const tq_pool_job *job)
     memcpy(hdr + 14, &job->hard_limit_ms, 8);
     s->seq = (s->seq + 1) & 0x7fffffff;
     memcpy(hdr + 22, &s->seq, 4);
+    size_t before = evbuffer_get_length(c->out);
     evbuffer_add(c->out, hdr, sizeof(hdr));
     if (job->msglen)
         evbuffer_add(c->out, job->msg, job->msglen);
+    c->added += sizeof(hdr) + job->msglen;
 
-    s->busy = 1;
-    s->cookie = job->cookie;
-    s->hard_ms = job->hard_limit_ms;
-    s->hard_killed = 0;
-    s->delivered = 0;
-    s->started_us = tq_mono_us();
+    pjob *j = tq_xcalloc(1, sizeof(*j));
+    j->cookie = job->cookie;
+    j->soft_ms = job->soft_limit_ms;
+    j->hard_ms = job->hard_limit_ms;
+    j->seq = s->seq;
+    j->frame_end = c->added;
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    s->njobs++;
     c->tasks++;
-    if (job->soft_limit_ms > 0) {
-        struct timeval tv = {(time_t)(job->soft_limit_ms / 1000),
-                             (suseconds_t)(job->soft_limit_ms % 1000) * 1000};
-        evtimer_add(s->soft_ev, &tv);
-    }
-    if (job->hard_limit_ms > 0) {
-        struct timeval tv = {(time_t)(job->hard_limit_ms / 1000),
-                             (suseconds_t)(job->hard_limit_ms % 1000) * 1000};
-        evtimer_add(s->hard_ev, &tv);
-    }
-    flush_out(c);
-    if (c->dead && !s->delivered) {
+    if (s->head == j)
+        head_started(s);
+    /* A lone job goes now. Frames queued behind others go out together
+     * when the caller's callback returns (the write event, activated here
+     * unless output is already waiting for it). */
+    if (s->head == j)
+        flush_out(c);
+    else if (before == 0)
+        event_active(c->wev, EV_WRITE, 1);
+    if (c->dead && s->head == j && !head_delivered(s)) {
         /* The child died while idle and the pool has not reaped it yet. */
-        s->busy = 0;
-        s->cookie = NULL;
-        evtimer_del(s->soft_ev);
-        evtimer_del(s->hard_ev);
+        s->head = s->tail = NULL;
+        s->njobs = 0;
+        free(j);
+        head_started(s);
         evbuffer_drain(c->out, evbuffer_get_length(c->out));
+        c->added = c->sent;
         c->tasks--;
         return -1;
     }
@@ -783,11 +879,20 @@ static int pf_submit(void *impl, const tq_pool_job *job)
 
     if (job->msglen > FRAME_MAX - JOB_HDR)
         return -1;
-    for (int i = 0; i < p->n; i++) {
-        if (slot_idle(p, &p->slots[i]) && submit_to(p, &p->slots[i], job) == 0)
+    /* The least loaded child first: an idle one, else the shortest queue. */
+    for (;;) {
+        slot *best = NULL;
+        for (int i = 0; i < p->n; i++) {
+            slot *s = &p->slots[i];
+            if (slot_room(p, s) > 0 && (!best || s->njobs < best->njobs))
+                best = s;
+        }
+        if (!best)
+            return -1;
+        if (submit_to(p, best, job) == 0)
             return 0;
+        /* Its child was dead already: it has no room now; try another. */
     }
-    return -1;
 }
 
 static int pf_idle(const void *impl)
@@ -795,7 +900,7 @@ static int pf_idle(const void *impl)
     const pf_pool *p = impl;
     int n = 0;
     for (int i = 0; i < p->n; i++)
-        n += slot_idle(p, &p->slots[i]);
+        n += slot_room(p, &p->slots[i]);
     return n;
 }
 
@@ -804,8 +909,25 @@ static int pf_running(const void *impl)
     const pf_pool *p = impl;
     int n = 0;
     for (int i = 0; i < p->n; i++)
-        n += p->slots[i].busy;
+        n += p->slots[i].njobs;
     return n;
+}
+
+static void pf_set_backlog(void *impl, int per_executor)
+{
+    pf_pool *p = impl;
+    p->backlog = per_executor;
+}
+
+/* A job behind another is already in its child's socket, and the child
+ * will run it: nothing can be taken back. (Backlogs are only used for
+ * short tasks, so a warm shutdown waits little for them.) */
+static int pf_reclaim(void *impl, void (*fn)(void *arg, void *cookie), void *arg)
+{
+    (void)impl;
+    (void)fn;
+    (void)arg;
+    return 0;
 }
 
 static void pf_stopping(void *impl)
@@ -814,7 +936,7 @@ static void pf_stopping(void *impl)
     p->stopping = 1;
     for (int i = 0; i < p->n; i++) {
         slot *s = &p->slots[i];
-        if (s->busy && s->proc && !s->proc->dead)
+        if (s->head && s->proc && !s->proc->dead)
             kill(s->proc->pid, SIGUSR2);
     }
 }
@@ -834,12 +956,12 @@ static void pf_kill(void *impl)
     /* Signal every busy child first, then reap: they die in parallel. */
     for (int i = 0; i < p->n; i++) {
         slot *s = &p->slots[i];
-        if (s->busy && s->proc)
+        if (s->head && s->proc)
             kill(s->proc->pid, SIGKILL);
     }
     for (int i = 0; i < p->n; i++) {
         slot *s = &p->slots[i];
-        if (!s->busy || !s->proc)
+        if (!s->head || !s->proc)
             continue;
         wait_blocking(s->proc->pid);
         retire(p, s);
@@ -848,7 +970,7 @@ static void pf_kill(void *impl)
         tq_outcome_set_error(&o, TQ_OUT_ABORTED, "WorkerShutdown",
                              "executor killed by a cold shutdown");
         o.runtime_ms = (double)(tq_mono_us() - s->started_us) / 1000.0;
-        finish_job(s, &o);
+        finish_all(s, &o, "not started at a cold shutdown");
     }
 }
 
@@ -964,5 +1086,6 @@ out:
 }
 
 const tq_pool_ops tq_pool_prefork_ops = {
-    "prefork", pf_submit, pf_idle, pf_running, pf_stopping, pf_kill, pf_free,
+    "prefork",  pf_submit,   pf_idle, pf_running, pf_set_backlog,
+    pf_reclaim, pf_stopping, pf_kill, pf_free,
 };

@@ -1,6 +1,6 @@
-/* tq_pool_threads: `concurrency` threads in the worker process, each with a
- * one-job slot (mutex + condition variable). Cheaper than prefork, and the
- * right choice for tasks that mostly wait on I/O, but:
+/* tq_pool_threads: `concurrency` threads in the worker process taking jobs
+ * from one shared queue. Cheaper than prefork, and the right choice for
+ * tasks that mostly wait on I/O, but:
  *  - no hard time limit: a thread cannot be killed safely, so a job's
  *    hard_limit_ms is ignored (a warning is logged once); the soft limit
  *    works (a loop timer raises that job's flags.soft_limit);
@@ -11,19 +11,33 @@
  *    (their late results are dropped);
  *  - CPU time is the thread's own (RUSAGE_THREAD); peak RSS is not measured.
  *
- * Completions reach the loop thread through a self-pipe: a thread stores
- * its outcome in its slot and writes one byte; a persistent read event on
- * the loop drains the pipe and calls `done`. A self-pipe rather than
- * event_active() from the thread, because that needs a base created after
- * evthread_use_pthreads(), and the worker's base may predate this pool.
+ * Hand-offs are what this pool costs for short tasks, so both directions
+ * are batched. The loop appends jobs to the shared queue and signals the
+ * condition variable only when a thread is waiting and nobody else will
+ * wake it (a thread that takes a job and sees more wakes the next one). A
+ * thread that finishes a job takes the next one in the same critical
+ * section, without sleeping, while the queue holds any (the backlog, see
+ * tq_pool_set_backlog). Completions reach the loop through a self-pipe, but
+ * only the first completion since the loop last looked writes a byte; the
+ * loop then delivers everything that finished in one go. A self-pipe rather
+ * than event_active() from the thread, because that needs a base created
+ * after evthread_use_pthreads(), and the worker's base may predate this
+ * pool.
+ *
+ * Soft limits count from a job's real start, which only its thread knows:
+ * a thread starting a job with a soft limit puts it on the `started` list
+ * and the loop arms its timer for what is left.
  *
  * Invariants:
  *  - Fields marked (mu) are shared with the threads and read or written
  *    only under `mu`; the others belong to the loop thread.
+ *  - A job is freed by the loop after its `done` (or reclaim) callback,
+ *    except an abandoned one (still running when tq_pool_kill gave up),
+ *    which its thread frees when the task returns. Progress reports are
+ *    delivered before the completion of their job, from the same batch.
  *  - The pool's memory is reference counted (the loop plus each thread), so
- *    an abandoned thread that returns after tq_pool_free still finds its
- *    slot; the last reference frees it. Loop-side events are freed by
- *    tq_pool_free itself.
+ *    an abandoned thread that returns after tq_pool_free still finds the
+ *    pool; the last reference frees it.
  *  - Every message is copied at submit: an abandoned thread may still read
  *    it after `done` told the caller it may free its own. */
 #include <errno.h>
@@ -45,35 +59,44 @@
 
 typedef struct th_pool th_pool;
 
+typedef enum { J_QUEUED, J_RUNNING, J_DONE } job_state;
+
+typedef struct tjob {
+    struct tjob *next;          /* (mu) queue, done list */
+    struct tjob *snext;         /* (mu) started list */
+    struct tjob *lprev, *lnext; /* loop: every job the pool holds */
+    th_pool *pool;
+    void *cookie;
+    int64_t soft_limit_ms;
+    struct event *soft_ev; /* loop; NULL without a soft limit */
+    tq_exec_flags flags;   /* written by the loop (timer, stopping), read by the task */
+    /* (mu) */
+    job_state state;
+    int abandoned;
+    int64_t started_mono_ms;
+    tq_outcome out;
+    size_t msglen;
+    char *msg; /* a copy in the same allocation, see the invariants */
+} tjob;
+
 typedef struct progress_item {
     struct progress_item *next;
-    int idx;
-    unsigned long seq;
+    tjob *job;
     double fraction;
     char *message;
 } progress_item;
 
-typedef struct tslot {
+typedef struct tthread {
     th_pool *pool;
-    int idx;
     pthread_t tid;
     int have_thread;
-    pthread_cond_t cv;
-    /* (mu) */
-    int has_job;
-    int running;
-    int finished;
-    int abandoned;
-    unsigned long seq; /* job number in this slot, tags progress reports */
-    char *msg;
-    size_t msglen;
-    tq_outcome out;
-    tq_exec_flags flags; /* written by the loop (timer, stopping), read by the task */
-    /* loop thread */
-    int busy;
-    void *cookie;
-    struct event *soft_ev;
-} tslot;
+    tjob *cur; /* (mu) the job it runs, NULL when none */
+} tthread;
+
+/* A FIFO of jobs linked through `next`. */
+typedef struct jlist {
+    tjob *head, *tail;
+} jlist;
 
 struct th_pool {
     struct event_base *base;
@@ -81,13 +104,28 @@ struct th_pool {
     tq_msg_limits limits;
     const tq_logger *log;
     pthread_mutex_t mu;
-    pthread_cond_t done_cv;               /* a job finished (for tq_pool_kill) */
-    int refs;                             /* (mu) */
-    int quit;                             /* (mu) */
-    progress_item *prog_head, *prog_tail; /* (mu) */
-    tslot *slots;
+    pthread_cond_t work_cv; /* the queue got a job, or quit */
+    pthread_cond_t done_cv; /* a job finished (for tq_pool_kill) */
+    /* (mu) */
+    int refs;
+    int quit;
+    int killing; /* tq_pool_kill waits on done_cv */
+    jlist queue; /* submitted, not started */
+    jlist done;  /* finished, not delivered */
+    tjob *started;
+    progress_item *prog_head, *prog_tail;
+    int nwaiting;   /* threads blocked on work_cv */
+    int nsignalled; /* of those, already signalled */
+    int notified;   /* a wake byte is in the pipe, the loop has not looked yet */
+    /* loop thread */
+    tthread *threads;
     int n;
-    int wake[2]; /* self-pipe: [0] loop reads, [1] threads write */
+    tjob all; /* list head (lprev/lnext) */
+    int njobs;
+    int backlog;            /* per executor */
+    jlist staging;          /* submitted in this loop iteration, not yet queued */
+    struct event *flush_ev; /* queues `staging` after the current callback */
+    int wake[2];            /* self-pipe: [0] loop reads, [1] threads write */
     struct event *wake_ev;
     int stopping, dead, warned_hard;
 };
@@ -97,13 +135,39 @@ static void flag_set(volatile sig_atomic_t *f)
     __atomic_store_n(f, 1, __ATOMIC_RELAXED);
 }
 
-/* Called with mu held. */
-static void wake_loop(th_pool *p)
+static void jlist_push(jlist *l, tjob *j)
 {
+    j->next = NULL;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+}
+
+static tjob *jlist_take_all(jlist *l)
+{
+    tjob *h = l->head;
+    l->head = l->tail = NULL;
+    return h;
+}
+
+/* Called with mu held: make sure the loop will look at the lists. */
+static void notify_loop(th_pool *p)
+{
+    if (p->notified)
+        return;
+    p->notified = 1;
     char b = 1;
     /* A full pipe already holds a pending wake-up: EAGAIN is fine. */
     while (write(p->wake[1], &b, 1) < 0 && errno == EINTR)
         ;
+}
+
+static void job_free_mem(tjob *j)
+{
+    tq_outcome_clear(&j->out);
+    free(j);
 }
 
 /* Drop one reference; the last one frees the shared state. Called without
@@ -115,12 +179,6 @@ static void unref(th_pool *p)
     pthread_mutex_unlock(&p->mu);
     if (!last)
         return;
-    for (int i = 0; i < p->n; i++) {
-        tslot *s = &p->slots[i];
-        free(s->msg);
-        tq_outcome_clear(&s->out);
-        pthread_cond_destroy(&s->cv);
-    }
     while (p->prog_head) {
         progress_item *it = p->prog_head;
         p->prog_head = it->next;
@@ -132,117 +190,180 @@ static void unref(th_pool *p)
     if (p->wake[1] >= 0)
         close(p->wake[1]);
     pthread_cond_destroy(&p->done_cv);
+    pthread_cond_destroy(&p->work_cv);
     pthread_mutex_destroy(&p->mu);
-    free(p->slots);
+    free(p->threads);
     free(p);
 }
 
-typedef struct thread_progress {
-    tslot *slot;
-    unsigned long seq;
-} thread_progress;
-
 static void thread_progress_cb(void *arg, double fraction, const char *message)
 {
-    thread_progress *tp = arg;
-    th_pool *p = tp->slot->pool;
+    tjob *j = arg;
+    th_pool *p = j->pool;
     progress_item *it = tq_xcalloc(1, sizeof(*it));
-    it->idx = tp->slot->idx;
-    it->seq = tp->seq;
+    it->job = j;
     it->fraction = fraction;
     it->message = message ? tq_xstrdup(message) : NULL;
     pthread_mutex_lock(&p->mu);
+    if (j->abandoned) {
+        /* Nobody will deliver it: the loop has reported this job. */
+        pthread_mutex_unlock(&p->mu);
+        free(it->message);
+        free(it);
+        return;
+    }
     if (p->prog_tail)
         p->prog_tail->next = it;
     else
         p->prog_head = it;
     p->prog_tail = it;
-    wake_loop(p);
+    notify_loop(p);
     pthread_mutex_unlock(&p->mu);
+}
+
+/* Called with mu held: take the next job for thread t, or NULL at quit. */
+static tjob *take_job(th_pool *p, tthread *t)
+{
+    while (!p->queue.head && !p->quit) {
+        p->nwaiting++;
+        pthread_cond_wait(&p->work_cv, &p->mu);
+        p->nwaiting--;
+        if (p->nsignalled > 0)
+            p->nsignalled--;
+    }
+    tjob *j = p->queue.head;
+    if (!j)
+        return NULL;
+    p->queue.head = j->next;
+    if (!p->queue.head)
+        p->queue.tail = NULL;
+    j->next = NULL;
+    j->state = J_RUNNING;
+    t->cur = j;
+    if (j->soft_limit_ms > 0) {
+        j->started_mono_ms = tq_mono_ms();
+        j->snext = p->started;
+        p->started = j;
+        notify_loop(p);
+    }
+    /* More work and a sleeping thread nobody has woken: pass it on. */
+    if (p->queue.head && p->nwaiting > p->nsignalled) {
+        p->nsignalled++;
+        pthread_cond_signal(&p->work_cv);
+    }
+    return j;
 }
 
 static void *thread_main(void *arg)
 {
-    tslot *s = arg;
-    th_pool *p = s->pool;
+    tthread *t = arg;
+    th_pool *p = t->pool;
 
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!s->has_job && !p->quit)
-            pthread_cond_wait(&s->cv, &p->mu);
-        if (!s->has_job)
+        tjob *j = take_job(p, t);
+        if (!j)
             break;
-        s->has_job = 0;
-        s->running = 1;
-        char *msg = s->msg;
-        size_t len = s->msglen;
-        s->msg = NULL;
-        thread_progress tp = {s, s->seq};
-        tq_exec_env env = {p->cfg.reg, &p->limits, &s->flags, thread_progress_cb, &tp, 1};
+        tq_exec_env env = {p->cfg.reg, &p->limits, &j->flags, thread_progress_cb, j, 1};
         pthread_mutex_unlock(&p->mu);
 
         tq_outcome out;
-        tq_exec_run(&env, msg, len, &out);
-        free(msg);
+        tq_exec_run(&env, j->msg, j->msglen, &out);
 
         pthread_mutex_lock(&p->mu);
-        s->running = 0;
-        if (s->abandoned) {
-            tq_outcome_clear(&out); /* the loop already reported it ABORTED */
-        } else {
-            s->out = out;
-            s->finished = 1;
-            wake_loop(p);
+        t->cur = NULL;
+        if (p->killing)
+            pthread_cond_broadcast(&p->done_cv);
+        if (j->abandoned) {
+            /* The loop already reported it ABORTED, and the pool is dead:
+             * this thread takes no more jobs. */
+            tq_outcome_clear(&out);
+            job_free_mem(j);
+            break;
         }
-        pthread_cond_broadcast(&p->done_cv);
-        if (s->abandoned)
-            break; /* the pool is dead; this slot gets no more jobs */
+        j->out = out;
+        j->state = J_DONE;
+        jlist_push(&p->done, j);
+        notify_loop(p);
     }
     pthread_mutex_unlock(&p->mu);
     unref(p);
     return NULL;
 }
 
-static void finish(th_pool *p, tslot *s, tq_outcome *o)
+static void loop_link(th_pool *p, tjob *j)
 {
-    void *cookie = s->cookie;
-    s->busy = 0;
-    s->cookie = NULL;
-    evtimer_del(s->soft_ev);
+    j->lnext = &p->all;
+    j->lprev = p->all.lprev;
+    p->all.lprev->lnext = j;
+    p->all.lprev = j;
+    p->njobs++;
+}
+
+static void loop_unlink(th_pool *p, tjob *j)
+{
+    j->lprev->lnext = j->lnext;
+    j->lnext->lprev = j->lprev;
+    j->lprev = j->lnext = NULL;
+    p->njobs--;
+}
+
+/* The job leaves the pool: report it through `done`. The memory is freed
+ * here unless its thread still runs it (abandoned). */
+static void finish(th_pool *p, tjob *j, tq_outcome *o, int free_it)
+{
+    void *cookie = j->cookie;
+    loop_unlink(p, j);
+    if (j->soft_ev)
+        event_free(j->soft_ev);
+    j->soft_ev = NULL;
+    if (free_it)
+        job_free_mem(j);
     p->cfg.done(p->cfg.arg, cookie, o);
 }
 
-/* Deliver queued progress reports and finished jobs, on the loop thread. */
+static void arm_soft(tjob *j, int64_t now)
+{
+    int64_t left = j->soft_limit_ms - (now - j->started_mono_ms);
+    if (left < 0)
+        left = 0;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    evtimer_add(j->soft_ev, &tv);
+}
+
+/* Deliver what the threads reported since the last look, on the loop
+ * thread: timers for started jobs, progress, then completions. */
 static void deliver(th_pool *p)
 {
     pthread_mutex_lock(&p->mu);
+    p->notified = 0;
+    tjob *started = p->started;
+    p->started = NULL;
     progress_item *items = p->prog_head;
     p->prog_head = p->prog_tail = NULL;
+    tjob *done = jlist_take_all(&p->done);
     pthread_mutex_unlock(&p->mu);
+
+    if (started) {
+        int64_t now = tq_mono_ms();
+        for (tjob *j = started; j; j = j->snext)
+            if (j->soft_ev)
+                arm_soft(j, now);
+    }
     while (items) {
         progress_item *it = items;
         items = it->next;
-        tslot *s = &p->slots[it->idx];
-        if (p->cfg.progress && s->busy && s->seq == it->seq)
-            p->cfg.progress(p->cfg.arg, s->cookie, it->fraction, it->message);
+        if (p->cfg.progress)
+            p->cfg.progress(p->cfg.arg, it->job->cookie, it->fraction, it->message);
         free(it->message);
         free(it);
     }
-    for (int i = 0; i < p->n; i++) {
-        tslot *s = &p->slots[i];
-        tq_outcome o;
-        pthread_mutex_lock(&p->mu);
-        int ready = s->finished;
-        if (ready) {
-            o = s->out;
-            tq_outcome_init(&s->out);
-            s->finished = 0;
-        }
-        pthread_mutex_unlock(&p->mu);
-        if (ready && s->busy)
-            finish(p, s, &o);
-        else if (ready)
-            tq_outcome_clear(&o);
+    while (done) {
+        tjob *j = done;
+        done = j->next;
+        tq_outcome o = j->out;
+        tq_outcome_init(&j->out);
+        finish(p, j, &o, 1);
     }
 }
 
@@ -257,69 +378,130 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 
 static void soft_cb(evutil_socket_t fd, short what, void *arg)
 {
-    tslot *s = arg;
+    tjob *j = arg;
     (void)fd;
     (void)what;
-    if (s->busy)
-        flag_set(&s->flags.soft_limit);
+    flag_set(&j->flags.soft_limit);
+}
+
+static int room(const th_pool *p)
+{
+    if (p->dead)
+        return 0;
+    int r = p->n * (1 + p->backlog) - p->njobs;
+    return r > 0 ? r : 0;
 }
 
 static int th_submit(void *impl, const tq_pool_job *job)
 {
     th_pool *p = impl;
-    tslot *s = NULL;
 
-    if (p->dead)
-        return -1;
-    for (int i = 0; i < p->n && !s; i++) {
-        if (!p->slots[i].busy)
-            s = &p->slots[i];
-    }
-    if (!s)
+    if (room(p) == 0)
         return -1;
     if (job->hard_limit_ms > 0 && !p->warned_hard) {
         tq_log_warn(p->log, "threads pool: hard time limits cannot be enforced (a thread cannot "
                             "be killed); only the soft limit applies");
         p->warned_hard = 1;
     }
-    s->busy = 1;
-    s->cookie = job->cookie;
-    pthread_mutex_lock(&p->mu);
-    s->seq++;
-    s->msg = tq_xmalloc(job->msglen ? job->msglen : 1);
+    tjob *j = tq_xcalloc(1, sizeof(*j) + job->msglen + 1);
+    j->pool = p;
+    j->cookie = job->cookie;
+    j->soft_limit_ms = job->soft_limit_ms > 0 ? job->soft_limit_ms : 0;
+    if (j->soft_limit_ms > 0)
+        j->soft_ev = evtimer_new(p->base, soft_cb, j);
+    j->flags.stopping = p->stopping;
+    tq_outcome_init(&j->out);
+    j->msg = (char *)(j + 1);
+    j->msglen = job->msglen;
     if (job->msglen)
-        memcpy(s->msg, job->msg, job->msglen);
-    s->msglen = job->msglen;
-    s->flags.soft_limit = 0;
-    s->flags.stopping = p->stopping;
-    s->has_job = 1;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&p->mu);
-    if (job->soft_limit_ms > 0) {
-        struct timeval tv = {(time_t)(job->soft_limit_ms / 1000),
-                             (suseconds_t)(job->soft_limit_ms % 1000) * 1000};
-        evtimer_add(s->soft_ev, &tv);
-    }
+        memcpy(j->msg, job->msg, job->msglen);
+    loop_link(p, j);
+    j->state = J_QUEUED;
+    /* The caller usually hands over several jobs in one callback: they
+     * reach the threads together, for one lock and at most one wake-up per
+     * sleeping thread, when that callback returns. */
+    if (!p->staging.head)
+        event_active(p->flush_ev, EV_TIMEOUT, 1);
+    jlist_push(&p->staging, j);
     return 0;
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    th_pool *p = arg;
+    (void)fd;
+    (void)what;
+    tjob *h = p->staging.head, *t = p->staging.tail;
+    if (!h)
+        return;
+    p->staging.head = p->staging.tail = NULL;
+    pthread_mutex_lock(&p->mu);
+    if (p->queue.tail)
+        p->queue.tail->next = h;
+    else
+        p->queue.head = h;
+    p->queue.tail = t;
+    /* One wake-up per sleeping thread that has work and no wake-up yet;
+     * a woken thread passes on what is left (take_job). */
+    if (p->nwaiting > p->nsignalled) {
+        p->nsignalled++;
+        pthread_cond_signal(&p->work_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
 static int th_idle(const void *impl)
 {
-    const th_pool *p = impl;
-    int n = 0;
-    if (p->dead)
-        return 0;
-    for (int i = 0; i < p->n; i++)
-        n += !p->slots[i].busy;
-    return n;
+    return room(impl);
 }
 
 static int th_running(const void *impl)
 {
     const th_pool *p = impl;
+    return p->njobs;
+}
+
+static void th_set_backlog(void *impl, int per_executor)
+{
+    th_pool *p = impl;
+    p->backlog = per_executor;
+}
+
+/* Take the jobs that have not started out of the shared queue and the
+ * staging list, oldest first. */
+static tjob *unqueue_all(th_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    jlist q = p->queue;
+    p->queue.head = p->queue.tail = NULL;
+    pthread_mutex_unlock(&p->mu);
+    if (p->staging.head) {
+        if (q.tail)
+            q.tail->next = p->staging.head;
+        else
+            q.head = p->staging.head;
+        q.tail = p->staging.tail;
+        p->staging.head = p->staging.tail = NULL;
+    }
+    return q.head;
+}
+
+static int th_reclaim(void *impl, void (*fn)(void *arg, void *cookie), void *arg)
+{
+    th_pool *p = impl;
     int n = 0;
-    for (int i = 0; i < p->n; i++)
-        n += p->slots[i].busy;
+    tjob *q = unqueue_all(p);
+    while (q) {
+        tjob *j = q;
+        q = j->next;
+        void *cookie = j->cookie;
+        loop_unlink(p, j);
+        if (j->soft_ev)
+            event_free(j->soft_ev);
+        job_free_mem(j);
+        fn(arg, cookie);
+        n++;
+    }
     return n;
 }
 
@@ -327,10 +509,8 @@ static void th_stopping(void *impl)
 {
     th_pool *p = impl;
     p->stopping = 1;
-    for (int i = 0; i < p->n; i++) {
-        if (p->slots[i].busy)
-            flag_set(&p->slots[i].flags.stopping);
-    }
+    for (tjob *j = p->all.lnext; j != &p->all; j = j->lnext)
+        flag_set(&j->flags.stopping);
 }
 
 static void th_kill(void *impl)
@@ -340,6 +520,8 @@ static void th_kill(void *impl)
 
     p->dead = 1;
     th_stopping(p);
+    /* Jobs that never started are aborted at once. */
+    tjob *q = unqueue_all(p);
     /* done_cv uses CLOCK_MONOTONIC (see tq_pool_threads_new). */
     clock_gettime(CLOCK_MONOTONIC, &dl);
     dl.tv_sec += KILL_WAIT_MS / 1000;
@@ -349,32 +531,71 @@ static void th_kill(void *impl)
         dl.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&p->mu);
+    p->killing = 1;
     for (;;) {
-        int pending = 0;
+        int busy = 0;
         for (int i = 0; i < p->n; i++)
-            pending += p->slots[i].busy && !p->slots[i].finished;
-        if (!pending || pthread_cond_timedwait(&p->done_cv, &p->mu, &dl) == ETIMEDOUT)
+            busy += p->threads[i].cur != NULL;
+        if (!busy || pthread_cond_timedwait(&p->done_cv, &p->mu, &dl) == ETIMEDOUT)
             break;
     }
-    /* Whatever has not finished now never will be reported. */
-    for (int i = 0; i < p->n; i++) {
-        if (p->slots[i].busy && !p->slots[i].finished)
-            p->slots[i].abandoned = 1;
-    }
     pthread_mutex_unlock(&p->mu);
+    /* Everything that finished in time, with its progress, and the timers
+     * of jobs that started. */
     deliver(p);
+    /* Whatever still runs now is abandoned: its thread frees it later. */
+    tjob **stuck = tq_xcalloc((size_t)p->n + 1, sizeof(*stuck));
+    int nstuck = 0;
+    pthread_mutex_lock(&p->mu);
+    p->killing = 0;
     for (int i = 0; i < p->n; i++) {
-        tslot *s = &p->slots[i];
-        if (!s->busy)
-            continue;
+        tjob *j = p->threads[i].cur;
+        if (j && !j->abandoned) {
+            j->abandoned = 1;
+            stuck[nstuck++] = j;
+        }
+    }
+    /* Reports the threads made between deliver and here would name jobs
+     * already reported or abandoned: drop them. */
+    progress_item *items = p->prog_head;
+    p->prog_head = p->prog_tail = NULL;
+    tjob *late = jlist_take_all(&p->done);
+    tjob *started = p->started;
+    p->started = NULL;
+    pthread_mutex_unlock(&p->mu);
+    (void)started; /* their timers do not matter any more */
+    while (items) {
+        progress_item *it = items;
+        items = it->next;
+        free(it->message);
+        free(it);
+    }
+    while (late) {
+        tjob *j = late;
+        late = j->next;
+        tq_outcome o = j->out;
+        tq_outcome_init(&j->out);
+        finish(p, j, &o, 1);
+    }
+    while (q) {
+        tjob *j = q;
+        q = j->next;
+        tq_outcome o;
+        tq_outcome_init(&o);
+        tq_outcome_set_error(&o, TQ_OUT_ABORTED, "WorkerShutdown",
+                             "task not started at a cold shutdown");
+        finish(p, j, &o, 1);
+    }
+    for (int i = 0; i < nstuck; i++) {
         tq_log_warn(p->log, "threads pool: a task did not stop within %d ms; abandoning its thread",
                     KILL_WAIT_MS);
         tq_outcome o;
         tq_outcome_init(&o);
         tq_outcome_set_error(&o, TQ_OUT_ABORTED, "WorkerShutdown",
                              "task still running at a cold shutdown");
-        finish(p, s, &o);
+        finish(p, stuck[i], &o, 0);
     }
+    free(stuck);
 }
 
 static void th_free(void *impl)
@@ -385,29 +606,26 @@ static void th_free(void *impl)
     th_kill(p);
     pthread_mutex_lock(&p->mu);
     p->quit = 1;
-    for (int i = 0; i < p->n; i++)
-        pthread_cond_signal(&p->slots[i].cv);
+    pthread_cond_broadcast(&p->work_cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n; i++) {
-        tslot *s = &p->slots[i];
-        if (!s->have_thread)
+        tthread *t = &p->threads[i];
+        if (!t->have_thread)
             continue;
         pthread_mutex_lock(&p->mu);
-        int gone = s->abandoned;
+        int gone = t->cur != NULL; /* still in an abandoned task */
         pthread_mutex_unlock(&p->mu);
         if (gone)
-            pthread_detach(s->tid);
+            pthread_detach(t->tid);
         else
-            pthread_join(s->tid, NULL);
-    }
-    for (int i = 0; i < p->n; i++) {
-        if (p->slots[i].soft_ev)
-            event_free(p->slots[i].soft_ev);
-        p->slots[i].soft_ev = NULL;
+            pthread_join(t->tid, NULL);
     }
     if (p->wake_ev)
         event_free(p->wake_ev);
     p->wake_ev = NULL;
+    if (p->flush_ev)
+        event_free(p->flush_ev);
+    p->flush_ev = NULL;
     unref(p);
 }
 
@@ -429,44 +647,36 @@ void *tq_pool_threads_new(struct event_base *base, const tq_pool_config *cfg, ch
     p->n = cfg->concurrency;
     p->refs = 1;
     p->wake[0] = p->wake[1] = -1;
+    p->all.lnext = p->all.lprev = &p->all;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->work_cv, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->done_cv, &ca);
     pthread_condattr_destroy(&ca);
-    p->slots = tq_xcalloc((size_t)p->n, sizeof(*p->slots));
-    for (int i = 0; i < p->n; i++) {
-        p->slots[i].pool = p;
-        p->slots[i].idx = i;
-        tq_outcome_init(&p->slots[i].out);
-        pthread_cond_init(&p->slots[i].cv, NULL);
-    }
+    p->threads = tq_xcalloc((size_t)p->n, sizeof(*p->threads));
+    for (int i = 0; i < p->n; i++)
+        p->threads[i].pool = p;
     if (pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto out;
     }
     p->wake_ev = event_new(base, p->wake[0], EV_READ | EV_PERSIST, wake_cb, p);
-    if (!p->wake_ev || event_add(p->wake_ev, NULL) < 0) {
+    p->flush_ev = event_new(base, -1, 0, flush_cb, p);
+    if (!p->wake_ev || !p->flush_ev || event_add(p->wake_ev, NULL) < 0) {
         snprintf(err, errlen, "cannot create the pool's events");
         goto out;
-    }
-    for (int i = 0; i < p->n; i++) {
-        p->slots[i].soft_ev = evtimer_new(base, soft_cb, &p->slots[i]);
-        if (!p->slots[i].soft_ev) {
-            snprintf(err, errlen, "cannot create the pool's timers");
-            goto out;
-        }
     }
     /* Signals belong to the loop thread (libevent's handlers, the worker's
      * SIGTERM): the pool threads block them all. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int i = 0; i < p->n; i++) {
-        tslot *s = &p->slots[i];
+        tthread *t = &p->threads[i];
         pthread_mutex_lock(&p->mu);
         p->refs++;
         pthread_mutex_unlock(&p->mu);
-        int rc = pthread_create(&s->tid, NULL, thread_main, s);
+        int rc = pthread_create(&t->tid, NULL, thread_main, t);
         if (rc != 0) {
             pthread_mutex_lock(&p->mu);
             p->refs--;
@@ -474,10 +684,10 @@ void *tq_pool_threads_new(struct event_base *base, const tq_pool_config *cfg, ch
             snprintf(err, errlen, "pthread_create: %s", strerror(rc));
             break;
         }
-        s->have_thread = 1;
+        t->have_thread = 1;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!p->slots[p->n - 1].have_thread)
+    if (!p->threads[p->n - 1].have_thread)
         goto out;
     tq_log_info(p->log, "threads pool: %d threads", p->n);
     ret = p;
@@ -488,5 +698,6 @@ out:
 }
 
 const tq_pool_ops tq_pool_threads_ops = {
-    "threads", th_submit, th_idle, th_running, th_stopping, th_kill, th_free,
+    "threads",  th_submit,   th_idle, th_running, th_set_backlog,
+    th_reclaim, th_stopping, th_kill, th_free,
 };

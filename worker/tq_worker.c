@@ -44,6 +44,10 @@
  * concurrency + --prefetch tasks until their leases expire. */
 #define PREFETCH_MAX 1000
 #define FAST_TASK_MS 5.0
+/* While tasks are that short, prefetched tasks also go into the pool's
+ * backlog (tq_pool_set_backlog), up to this many per executor, so an
+ * executor starts its next task without waiting for the loop. */
+#define BACKLOG_MAX 32
 
 typedef struct job {
     struct job *prev, *next;
@@ -111,8 +115,10 @@ struct tq_worker {
     int nrunning;
     job ready; /* list head: fetched and leased, waiting for an executor */
     int nready;
+    job *reclaim_at;       /* reclaim_backlog: insert before this one */
     int window;            /* current prefetch, >= cfg.prefetch */
     double avg_runtime_ms; /* moving average of task run times */
+    long long nfinished;   /* tasks the pool reported back */
     int fetching;
     unsigned fetch_gen;
     int fetch_q;
@@ -138,6 +144,7 @@ struct tq_worker {
 
 static void maybe_fetch(tq_worker *w);
 static void start_ready(tq_worker *w);
+static void update_backlog(tq_worker *w);
 static void flush_acks(tq_worker *w, int force);
 static void check_done(tq_worker *w);
 static void pump(tq_worker *w);
@@ -589,6 +596,8 @@ static void pool_done_cb(void *arg, void *cookie, tq_outcome *out)
     job_unlink(j);
     w->nrunning--;
     w->avg_runtime_ms = w->avg_runtime_ms * 0.9 + out->runtime_ms * 0.1;
+    w->nfinished++;
+    update_backlog(w);
     int attempt = (int)j->msg->attempts + 1;
     const char *msgtext = out->err_message ? out->err_message : "";
 
@@ -750,7 +759,46 @@ static void dispatch(tq_worker *w, job *j)
     start_ready(w);
 }
 
-/* Hand ready tasks to idle executors, oldest first. */
+/* The pool's backlog follows the tasks' run time: only short tasks queue
+ * behind a running one, and never more than the prefetch window holds. */
+static void update_backlog(tq_worker *w)
+{
+    int per = 0;
+    /* Short on evidence (the average starts at 0): a few rounds first. */
+    if (w->nfinished >= 4 * w->cfg.concurrency && w->avg_runtime_ms < FAST_TASK_MS &&
+        w->window > 0) {
+        per = w->window / w->cfg.concurrency;
+        if (per < 1)
+            per = 1;
+        if (per > BACKLOG_MAX)
+            per = BACKLOG_MAX;
+    }
+    tq_pool_set_backlog(w->pool, per);
+}
+
+/* A task the pool had not started comes back: it goes to the head of the
+ * ready list, after the ones reclaimed before it (reclaim is oldest first). */
+static void reclaim_cb(void *arg, void *cookie)
+{
+    tq_worker *w = arg;
+    job *j = cookie;
+    job_unlink(j);
+    w->nrunning--;
+    job_append(w->reclaim_at, j);
+    w->nready++;
+}
+
+/* Take every task the pool has not started back into `ready`. */
+static void reclaim_backlog(tq_worker *w)
+{
+    w->reclaim_at = w->ready.next;
+    int n = tq_pool_reclaim(w->pool, reclaim_cb, w);
+    if (n > 0)
+        tq_log_debug(w->cfg.log, "took %d task(s) back from the pool's backlog", n);
+}
+
+/* Hand ready tasks to the pool (idle executors, then its backlog), oldest
+ * first. */
 static void start_ready(tq_worker *w)
 {
     while (w->nready > 0 && w->stopping < 2 && tq_pool_idle(w->pool) > 0) {
@@ -839,6 +887,7 @@ static void fetch_reply(tq_worker *w, redisReply *r)
         w->window = w->window * 2 > PREFETCH_MAX ? PREFETCH_MAX : w->window * 2;
     else if (got < w->fetch_max)
         w->window = w->cfg.prefetch;
+    update_backlog(w);
     if (got < w->fetch_max && qs->gen == w->fetch_gen)
         qs->empty = 1;
     for (int i = 0; i < got; i++) {
@@ -886,8 +935,9 @@ static void maybe_fetch(tq_worker *w)
 {
     if (w->stopping || w->fetching || !tq_aconn_up(w->cmd))
         return;
-    /* Room: idle executors plus the prefetch allowance, less what waits. */
-    int want = tq_pool_idle(w->pool) + w->window - w->nready;
+    /* Room: the executors plus the prefetch allowance, less what is held
+     * (running, in the pool's backlog, or waiting in `ready`). */
+    int want = w->cfg.concurrency + w->window - w->nrunning - w->nready;
     if (want < 0)
         want = 0;
     for (int q = 0; q < w->cfg.nqueues; q++) {
@@ -1208,6 +1258,7 @@ static void go_cold(tq_worker *w, const char *why)
     if (w->stopping >= 2)
         return;
     w->stopping = 2;
+    reclaim_backlog(w);
     tq_log_warn(w->cfg.log, "cold shutdown (%s): stopping %d running task(s) and putting them back",
                 why, w->nrunning);
     requeue_ready(w);
@@ -1231,6 +1282,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     (void)what;
     if (w->stopping == 0) {
         w->stopping = 1;
+        reclaim_backlog(w);
         tq_log_info(w->cfg.log,
                     "%s: warm shutdown, no new tasks; waiting up to %lld ms for %d running "
                     "task(s) (signal again for a cold shutdown)",

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -43,7 +44,8 @@ typedef struct fx {
     rec recs[MAXJOBS];
     char *msgs[MAXJOBS];
     int ndone;
-    int cond_n; /* argument of the run_until conditions */
+    int cond_n;   /* argument of the run_until conditions */
+    int cond_job; /* the job they look at */
 } fx;
 
 static void assert_has(const char *s, const char *sub)
@@ -59,6 +61,21 @@ static int t_pid(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **result)
     (void)kwargs;
     *result = json_integer(getpid());
     return 0;
+}
+
+/* t.block: says it runs (one progress report), then waits for the stop
+ * flag, so a test knows the job has really started. */
+static int t_block(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **result)
+{
+    (void)args;
+    (void)kwargs;
+    (void)result;
+    taskq_progress(ctx, 0.0, "running");
+    while (!taskq_should_stop(ctx)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return taskq_retry(ctx, 0, "WorkerShutdown", "t.block: stopped");
 }
 
 static void done_cb(void *arg, void *cookie, tq_outcome *out)
@@ -89,6 +106,7 @@ static int setup(void **state)
     f->reg = tq_registry_new();
     tq_builtin_register(f->reg);
     taskq_register(f->reg, "t.pid", t_pid, NULL);
+    taskq_register(f->reg, "t.block", t_block, NULL);
     tq_msg_limits_default(&f->lim);
     f->log.level = TQ_LOG_ERROR;
     f->log.name = "test";
@@ -199,6 +217,21 @@ static void wait_idle(fx *f, int n, int ms)
     f->cond_n = n;
     if (run_until(f, idle_n, ms) < 0)
         fail_msg("only %d of %d executors idle after %d ms", tq_pool_idle(f->pool), n, ms);
+}
+
+static int progress_n(fx *f)
+{
+    return f->recs[f->cond_job].nprogress >= f->cond_n;
+}
+
+/* Run the loop until job i has reported n progress steps. */
+static void wait_progress(fx *f, int i, int n, int ms)
+{
+    f->cond_job = i;
+    f->cond_n = n;
+    if (run_until(f, progress_n, ms) < 0)
+        fail_msg("job %d reported %d of %d progress steps after %d ms", i, f->recs[i].nprogress, n,
+                 ms);
 }
 
 static long result_long(const rec *r)
@@ -480,7 +513,8 @@ static void test_pool_threads_kill(void **state)
 {
     fx *f = *state;
     make_pool(f, TQ_POOL_THREADS, 2, 0, 0);
-    assert_int_equal(submit(f, 0, "sleep", "[30]", 0, 0), 0);
+    assert_int_equal(submit(f, 0, "t.block", NULL, 0, 0), 0);
+    wait_progress(f, 0, 1, 5000);
     int64_t t0 = tq_mono_ms();
     tq_pool_kill(f->pool);
     /* The task saw the stop flag and returned within kill's wait: its real
@@ -596,6 +630,223 @@ static void test_pool_bad_config(void **state)
     tq_pool_free(NULL);
 }
 
+/* ---- the backlog ------------------------------------------------------ */
+
+typedef struct reclaimed {
+    void *cookies[MAXJOBS];
+    int n;
+} reclaimed;
+
+static void reclaim_cb(void *arg, void *cookie)
+{
+    reclaimed *r = arg;
+    assert_true(r->n < MAXJOBS);
+    r->cookies[r->n++] = cookie;
+}
+
+/* Jobs beyond the executors wait in the backlog, in order; reclaim takes
+ * back exactly the ones that have not started, and `done` never comes for
+ * them; the rest still run. */
+static void backlog(fx *f, tq_pool_kind kind)
+{
+    make_pool(f, kind, 2, 0, 0);
+    tq_pool_set_backlog(f->pool, 3);
+    assert_int_equal(tq_pool_idle(f->pool), 8);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(submit(f, i, "t.block", NULL, 0, 0), 0);
+        wait_progress(f, i, 1, 5000);
+    }
+    for (int i = 2; i < 8; i++) {
+        char args[32];
+        snprintf(args, sizeof(args), "[%d]", i);
+        assert_int_equal(submit(f, i, "echo", args, 0, 0), 0);
+    }
+    assert_int_equal(tq_pool_idle(f->pool), 0);
+    assert_int_equal(tq_pool_running(f->pool), 8);
+    assert_int_equal(submit(f, 8, "echo", "[8]", 0, 0), -1);
+
+    reclaimed r = {{NULL}, 0};
+    assert_int_equal(tq_pool_reclaim(f->pool, reclaim_cb, &r), 6);
+    assert_int_equal(r.n, 6);
+    for (int i = 0; i < 6; i++)
+        assert_ptr_equal(r.cookies[i], &f->recs[2 + i]);
+    assert_int_equal(tq_pool_running(f->pool), 2);
+    assert_int_equal(tq_pool_idle(f->pool), 6);
+
+    /* Queue four again behind the blocked executors, then let them go. */
+    for (int i = 10; i < 14; i++) {
+        char args[32];
+        snprintf(args, sizeof(args), "[%d]", i);
+        assert_int_equal(submit(f, i, "echo", args, 0, 0), 0);
+    }
+    tq_pool_stopping(f->pool);
+    wait_done(f, 6, 5000);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(f->recs[i].out.status, TQ_OUT_RETRY);
+    for (int i = 2; i < 8; i++)
+        assert_int_equal(f->recs[i].done, 0);
+    for (int i = 10; i < 14; i++) {
+        assert_int_equal(f->recs[i].done, 1);
+        assert_int_equal(result_long(&f->recs[i]), i);
+    }
+    assert_int_equal(tq_pool_running(f->pool), 0);
+    assert_int_equal(tq_pool_idle(f->pool), 8);
+}
+
+/* Prefork: queued jobs are in their child's socket already, so reclaim
+ * takes nothing back; they all run, in order, each reported once, and are
+ * spread over the children (the least loaded first). */
+static void test_pool_prefork_backlog(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 2, 0, 0);
+    tq_pool_set_backlog(f->pool, 3);
+    assert_int_equal(tq_pool_idle(f->pool), 8);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(submit(f, i, "t.block", NULL, 0, 0), 0);
+        wait_progress(f, i, 1, 5000);
+    }
+    for (int i = 2; i < 8; i++)
+        assert_int_equal(submit(f, i, "t.pid", NULL, 0, 0), 0);
+    assert_int_equal(tq_pool_idle(f->pool), 0);
+    assert_int_equal(tq_pool_running(f->pool), 8);
+    assert_int_equal(submit(f, 8, "echo", "[8]", 0, 0), -1);
+    reclaimed r = {{NULL}, 0};
+    assert_int_equal(tq_pool_reclaim(f->pool, reclaim_cb, &r), 0);
+    tq_pool_stopping(f->pool);
+    wait_done(f, 8, 5000);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(f->recs[i].out.status, TQ_OUT_RETRY);
+    int per_pid[2] = {0, 0};
+    long pids[2] = {0, 0};
+    for (int i = 2; i < 8; i++) {
+        assert_int_equal(f->recs[i].done, 1);
+        long pid = result_long(&f->recs[i]);
+        int k = pids[0] == 0 || pids[0] == pid ? 0 : 1;
+        pids[k] = pid;
+        per_pid[k]++;
+    }
+    assert_int_equal(per_pid[0], 3);
+    assert_int_equal(per_pid[1], 3);
+    assert_int_equal(tq_pool_running(f->pool), 0);
+    assert_int_equal(tq_pool_idle(f->pool), 8);
+}
+
+/* A child that crashes with jobs queued behind its task: the task is a
+ * crash, the others never started and come back ABORTED (no attempt). */
+static void test_pool_prefork_backlog_crash(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 1, 0, 0);
+    tq_pool_set_backlog(f->pool, 3);
+    assert_int_equal(submit(f, 0, "sleep", "[0.1]", 0, 0), 0);
+    assert_int_equal(submit(f, 1, "crash", NULL, 0, 0), 0);
+    assert_int_equal(submit(f, 2, "echo", "[2]", 0, 0), 0);
+    assert_int_equal(submit(f, 3, "echo", "[3]", 0, 0), 0);
+    wait_done(f, 4, 5000);
+    assert_int_equal(f->recs[0].out.status, TQ_OUT_SUCCESS);
+    assert_int_equal(f->recs[1].out.status, TQ_OUT_CRASH);
+    assert_int_equal(f->recs[1].out.signal, SIGSEGV);
+    for (int i = 2; i < 4; i++) {
+        assert_int_equal(f->recs[i].done, 1);
+        assert_int_equal(f->recs[i].out.status, TQ_OUT_ABORTED);
+    }
+    /* The replacement child takes work again. */
+    wait_idle(f, 4, 5000);
+    assert_int_equal(submit(f, 4, "echo", "[4]", 0, 0), 0);
+    wait_done(f, 5, 5000);
+    assert_int_equal(result_long(&f->recs[4]), 4);
+}
+
+/* A child recycles after two tasks: it is never sent more than it will run,
+ * so nothing queued is lost to the recycling. */
+static void test_pool_prefork_backlog_recycle(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 1, 2, 0);
+    tq_pool_set_backlog(f->pool, 5);
+    assert_int_equal(tq_pool_idle(f->pool), 2);
+    int next = 0;
+    while (f->ndone < 10) {
+        while (next < 10 && tq_pool_idle(f->pool) > 0) {
+            char args[32];
+            snprintf(args, sizeof(args), "[%d]", next);
+            assert_int_equal(submit(f, next, "echo", args, 0, 0), 0);
+            next++;
+        }
+        if (tq_pool_running(f->pool) > 0)
+            wait_done(f, f->ndone + 1, 5000);
+        else
+            wait_idle(f, 1, 5000); /* the replacement child */
+    }
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(f->recs[i].done, 1);
+        assert_int_equal(result_long(&f->recs[i]), i);
+    }
+}
+
+static void test_pool_threads_backlog(void **state)
+{
+    backlog(*state, TQ_POOL_THREADS);
+}
+
+/* A cold kill aborts the jobs waiting in the backlog, each reported once. */
+static void backlog_kill(fx *f, tq_pool_kind kind)
+{
+    make_pool(f, kind, 1, 0, 0);
+    tq_pool_set_backlog(f->pool, 4);
+    assert_int_equal(submit(f, 0, "t.block", NULL, 0, 0), 0);
+    wait_progress(f, 0, 1, 5000);
+    for (int i = 1; i < 5; i++)
+        assert_int_equal(submit(f, i, "echo", "[1]", 0, 0), 0);
+    tq_pool_kill(f->pool);
+    assert_int_equal(f->ndone, 5);
+    for (int i = 1; i < 5; i++) {
+        assert_int_equal(f->recs[i].done, 1);
+        assert_int_equal(f->recs[i].out.status, TQ_OUT_ABORTED);
+    }
+    assert_int_equal(f->recs[0].done, 1);
+    assert_int_equal(tq_pool_running(f->pool), 0);
+}
+
+static void test_pool_prefork_backlog_kill(void **state)
+{
+    backlog_kill(*state, TQ_POOL_PREFORK);
+}
+
+static void test_pool_threads_backlog_kill(void **state)
+{
+    backlog_kill(*state, TQ_POOL_THREADS);
+}
+
+/* A soft limit counts from the job's real start, not from its hand-off:
+ * the second job waits ~300 ms behind the first, then runs 200 ms. */
+static void backlog_soft_limit(fx *f, tq_pool_kind kind)
+{
+    make_pool(f, kind, 1, 0, 0);
+    tq_pool_set_backlog(f->pool, 1);
+    assert_int_equal(submit(f, 0, "sleep", "[0.3]", 0, 0), 0);
+    assert_int_equal(submit(f, 1, "sleep", "[5]", 200, 0), 0);
+    wait_done(f, 2, 5000);
+    assert_int_equal(f->recs[0].out.status, TQ_OUT_SUCCESS);
+    const tq_outcome *o = &f->recs[1].out;
+    assert_int_equal(o->status, TQ_OUT_FAILURE);
+    assert_string_equal(o->err_type, "SoftTimeLimitExceeded");
+    if (o->runtime_ms < 150)
+        fail_msg("the soft limit fired after %.1f ms of running: it counted the wait",
+                 o->runtime_ms);
+}
+
+static void test_pool_prefork_backlog_soft_limit(void **state)
+{
+    backlog_soft_limit(*state, TQ_POOL_PREFORK);
+}
+
+static void test_pool_threads_backlog_soft_limit(void **state)
+{
+    backlog_soft_limit(*state, TQ_POOL_THREADS);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -622,6 +873,14 @@ int main(void)
         T(test_pool_prefork_large_message),
         T(test_pool_prefork_malformed),
         T(test_pool_bad_config),
+        T(test_pool_prefork_backlog),
+        T(test_pool_threads_backlog),
+        T(test_pool_prefork_backlog_crash),
+        T(test_pool_prefork_backlog_recycle),
+        T(test_pool_prefork_backlog_kill),
+        T(test_pool_threads_backlog_kill),
+        T(test_pool_prefork_backlog_soft_limit),
+        T(test_pool_threads_backlog_soft_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

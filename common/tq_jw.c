@@ -1,0 +1,272 @@
+/* tq_jw: see tq_jw.h. Invariant: buf is NUL-terminated whenever len > 0 or
+ * cap > 0, so tq_jw_take never needs to reallocate. */
+#include "tq_jw.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tq_util.h"
+
+void tq_jw_init(tq_jw *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->first[0] = 1;
+}
+
+void tq_jw_reset(tq_jw *w)
+{
+    w->len = 0;
+    if (w->buf)
+        w->buf[0] = '\0';
+    w->depth = 0;
+    w->first[0] = 1;
+    w->after_key = 0;
+}
+
+void tq_jw_free(tq_jw *w)
+{
+    free(w->buf);
+    tq_jw_init(w);
+}
+
+char *tq_jw_take(tq_jw *w, size_t *len)
+{
+    char *s = w->buf ? w->buf : tq_xstrdup("");
+    if (len)
+        *len = w->len;
+    tq_jw_init(w);
+    return s;
+}
+
+static void grow(tq_jw *w, size_t more)
+{
+    if (w->len + more + 1 <= w->cap)
+        return;
+    size_t cap = w->cap ? w->cap : 512;
+    while (cap < w->len + more + 1)
+        cap *= 2;
+    w->buf = tq_xrealloc(w->buf, cap);
+    w->cap = cap;
+}
+
+static void put(tq_jw *w, const char *s, size_t n)
+{
+    grow(w, n);
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = '\0';
+}
+
+static void putc1(tq_jw *w, char c)
+{
+    grow(w, 1);
+    w->buf[w->len++] = c;
+    w->buf[w->len] = '\0';
+}
+
+/* Before any value or key: the comma that separates it from the last one. */
+static void sep(tq_jw *w)
+{
+    if (w->after_key) {
+        w->after_key = 0;
+        return;
+    }
+    if (!w->first[w->depth])
+        putc1(w, ',');
+    w->first[w->depth] = 0;
+}
+
+static void open_(tq_jw *w, char c, char close)
+{
+    sep(w);
+    putc1(w, c);
+    if (w->depth + 1 >= TQ_JW_DEPTH)
+        abort(); /* a programming error: the nesting is fixed by the caller's code */
+    w->depth++;
+    w->first[w->depth] = 1;
+    w->close[w->depth] = close;
+}
+
+void tq_jw_object(tq_jw *w)
+{
+    open_(w, '{', '}');
+}
+
+void tq_jw_array(tq_jw *w)
+{
+    open_(w, '[', ']');
+}
+
+void tq_jw_end(tq_jw *w)
+{
+    if (w->depth == 0)
+        abort(); /* more ends than opens: a programming error */
+    putc1(w, w->close[w->depth]);
+    w->depth--;
+}
+
+static const char hex[] = "0123456789abcdef";
+
+/* Length of the valid UTF-8 sequence at s[0..n), 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    unsigned cp = c & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+void tq_jw_strn(tq_jw *w, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    sep(w);
+    grow(w, n + 2);
+    putc1(w, '"');
+    size_t run = 0; /* bytes of p copied as they are, not yet written */
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i];
+        size_t k = 1;
+        const char *esc = NULL;
+        char u[7];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            run++;
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            k = utf8_seq(p + i, n - i);
+            if (k) {
+                run += k;
+                i += k;
+                continue;
+            }
+            k = 1;
+            esc = "\\ufffd";
+        } else if (c == '"') {
+            esc = "\\\"";
+        } else if (c == '\\') {
+            esc = "\\\\";
+        } else if (c == '\n') {
+            esc = "\\n";
+        } else if (c == '\t') {
+            esc = "\\t";
+        } else if (c == '\r') {
+            esc = "\\r";
+        } else {
+            u[0] = '\\';
+            u[1] = 'u';
+            u[2] = '0';
+            u[3] = '0';
+            u[4] = hex[c >> 4];
+            u[5] = hex[c & 15];
+            u[6] = '\0';
+            esc = u;
+        }
+        put(w, (const char *)p + i - run, run);
+        run = 0;
+        put(w, esc, strlen(esc));
+        i += k;
+    }
+    put(w, (const char *)p + n - run, run);
+    putc1(w, '"');
+}
+
+void tq_jw_str(tq_jw *w, const char *s)
+{
+    if (!s) {
+        tq_jw_null(w);
+        return;
+    }
+    tq_jw_strn(w, s, strlen(s));
+}
+
+void tq_jw_key(tq_jw *w, const char *key)
+{
+    tq_jw_str(w, key);
+    putc1(w, ':');
+    w->after_key = 1;
+}
+
+/* Decimal digits of v into the end of buf; returns where they start. */
+static char *u64_digits(uint64_t v, char *end)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+void tq_jw_int(tq_jw *w, int64_t v)
+{
+    char b[24];
+    char *end = b + sizeof(b);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char *s = u64_digits(u, end);
+    if (v < 0)
+        *--s = '-';
+    sep(w);
+    put(w, s, (size_t)(end - s));
+}
+
+void tq_jw_ms(tq_jw *w, double ms)
+{
+    if (!(ms >= 0) || ms > 9e12)
+        ms = ms > 9e12 ? 9e12 : 0; /* NaN and negatives: 0 */
+    uint64_t us = (uint64_t)(ms * 1000.0 + 0.5);
+    char b[32];
+    char *end = b + sizeof(b);
+    char *s;
+    unsigned frac = (unsigned)(us % 1000);
+    if (frac == 0) {
+        s = u64_digits(us / 1000, end);
+    } else {
+        /* Three decimals, trailing zeros dropped: 12.5, 0.042. */
+        char f[3] = {(char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
+                     (char)('0' + frac % 10)};
+        int nf = f[2] != '0' ? 3 : f[1] != '0' ? 2 : 1;
+        char *fe = end;
+        s = fe - nf;
+        memcpy(s, f, (size_t)nf);
+        *--s = '.';
+        s = u64_digits(us / 1000, s);
+    }
+    sep(w);
+    put(w, s, (size_t)(end - s));
+}
+
+void tq_jw_null(tq_jw *w)
+{
+    sep(w);
+    put(w, "null", 4);
+}
+
+void tq_jw_raw(tq_jw *w, const char *json, size_t n)
+{
+    sep(w);
+    put(w, json, n);
+}

@@ -159,10 +159,8 @@ static void test_jw_reset_reuses_buffer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jw_nested_document),
-        cmocka_unit_test(test_jw_string_escapes),
-        cmocka_unit_test(test_jw_invalid_utf8_replaced),
-        cmocka_unit_test(test_jw_numbers),
+        cmocka_unit_test(test_jw_nested_document),       cmocka_unit_test(test_jw_string_escapes),
+        cmocka_unit_test(test_jw_invalid_utf8_replaced), cmocka_unit_test(test_jw_numbers),
         cmocka_unit_test(test_jw_reset_reuses_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -331,7 +331,8 @@ static void child_main(pf_pool *p, int fd, pid_t parent)
     fd = child_close_fds(fd);
     if (fd < 0)
         _exit(1);
-    child_in *in = tq_xmalloc(sizeof(*in));
+    child_in inbuf; /* on the stack: the child ends with _exit, never a free */
+    child_in *in = &inbuf;
     in->fd = fd;
     in->start = in->end = 0;
 

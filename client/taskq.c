@@ -52,6 +52,7 @@ struct taskq_client {
     tq_keyring *keys; /* signing key (first entry), NULL: unsigned */
     sig_entry sigs[SIG_CACHE_MAX];
     size_t nsigs;
+    tq_idgen *ids; /* task ids, drawn from the kernel 250 at a time */
     int err;
     char errstr[768];
 };
@@ -181,6 +182,7 @@ taskq_client *taskq_client_new(const char *url)
     c->timeout = 5.0;
     c->validate = 1;
     c->queue_cap = DEFAULT_QUEUE_CAP;
+    c->ids = tq_idgen_new(); /* NULL is fine: ids then come one getrandom each */
     tq_msg_limits_default(&c->limits);
     snprintf(c->prefix, sizeof(c->prefix), "%s", TQ_DEFAULT_PREFIX);
     if ((env = getenv("TASKQ_PREFIX")) && *env)
@@ -229,6 +231,7 @@ void taskq_client_free(taskq_client *c)
         tq_sig_free(c->sigs[i].sig);
     }
     tq_keyring_free(c->keys);
+    tq_idgen_free(c->ids);
     free(c);
 }
 
@@ -741,29 +744,18 @@ static int build_message(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_
     if (t->id[0])
         snprintf(id, TASKQ_ID_SIZE, "%s", t->id);
     else
-        tq_random_id(id);
-    tq_msg *m = tq_msg_new(id, t->name, t->queue);
-    tq_msg_set_args(m, json_deep_copy(t->args));
-    tq_msg_set_kwargs(m, json_deep_copy(t->kwargs));
-    int64_t now = m->created_ms;
-    if (t->retries >= 0)
-        tq_msg_set_int(m, "retries", t->retries);
+        tq_idgen_next(c->ids, id);
+    tq_msg_fields f = {id,         t->name, t->queue, t->args,    t->kwargs, tq_now_ms(),
+                       t->retries, 0,       0,        t->soft_ms, t->hard_ms};
+    int64_t now = f.created_ms;
     if (t->eta_ms || t->countdown_ms)
-        tq_msg_set_int(m, "eta_ms",
-                       t->eta_ms > now + t->countdown_ms ? t->eta_ms : now + t->countdown_ms);
+        f.eta_ms = t->eta_ms > now + t->countdown_ms ? t->eta_ms : now + t->countdown_ms;
     if (t->expires_ms_rel)
-        tq_msg_set_int(m, "expires_ms", now + t->expires_ms_rel);
-    if (t->soft_ms)
-        tq_msg_set_int(m, "soft_limit_ms", t->soft_ms);
-    if (t->hard_ms)
-        tq_msg_set_int(m, "hard_limit_ms", t->hard_ms);
-    if (tq_msg_check_value(m->root, &c->limits, t->name, err, sizeof(err)) < 0) {
-        tq_msg_free(m);
-        return fail(c, TASKQ_ETOOBIG, "%s", err);
-    }
+        f.expires_ms = now + t->expires_ms_rel;
     size_t len;
-    char *s = tq_msg_encode(m, &len);
-    tq_msg_free(m);
+    char *s = tq_msg_encode_fields(&f, &c->limits, t->name, &len, err, sizeof(err));
+    if (!s)
+        return fail(c, TASKQ_ETOOBIG, "%s", err);
     if (len > c->limits.max_bytes) {
         free(s);
         return fail(c, TASKQ_ETOOBIG, "%s: message of %zu bytes exceeds %zu (limit max_bytes)",

@@ -2,6 +2,7 @@
  * cap > 0, so tq_jw_take never needs to reallocate. */
 #include "tq_jw.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,10 +141,9 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-void tq_jw_strn(tq_jw *w, const char *s, size_t n)
+static void write_strn(tq_jw *w, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
-    sep(w);
     grow(w, n + 2);
     putc1(w, '"');
     size_t run = 0; /* bytes of p copied as they are, not yet written */
@@ -195,6 +195,12 @@ void tq_jw_strn(tq_jw *w, const char *s, size_t n)
     putc1(w, '"');
 }
 
+void tq_jw_strn(tq_jw *w, const char *s, size_t n)
+{
+    sep(w);
+    write_strn(w, s, n);
+}
+
 void tq_jw_str(tq_jw *w, const char *s)
 {
     if (!s) {
@@ -221,7 +227,7 @@ static char *u64_digits(uint64_t v, char *end)
     return end;
 }
 
-void tq_jw_int(tq_jw *w, int64_t v)
+static void write_int(tq_jw *w, int64_t v)
 {
     char b[24];
     char *end = b + sizeof(b);
@@ -229,8 +235,13 @@ void tq_jw_int(tq_jw *w, int64_t v)
     char *s = u64_digits(u, end);
     if (v < 0)
         *--s = '-';
-    sep(w);
     put(w, s, (size_t)(end - s));
+}
+
+void tq_jw_int(tq_jw *w, int64_t v)
+{
+    sep(w);
+    write_int(w, v);
 }
 
 void tq_jw_ms(tq_jw *w, double ms)
@@ -269,4 +280,71 @@ void tq_jw_raw(tq_jw *w, const char *json, size_t n)
 {
     sep(w);
     put(w, json, n);
+}
+
+/* A real as jansson writes it by default (17 significant digits, and a
+ * ".0" when that looks like an integer), so values survive the round trip
+ * unchanged. */
+static void write_real(tq_jw *w, double d)
+{
+    char b[40];
+    int n = snprintf(b, sizeof(b), "%.17g", d);
+    if (n <= 0 || (size_t)n >= sizeof(b))
+        abort(); /* %.17g of a finite double always fits */
+    put(w, b, (size_t)n);
+    if (!strpbrk(b, ".eE"))
+        put(w, ".0", 2);
+}
+
+static void write_json(tq_jw *w, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *e;
+        int first = 1;
+        /* jansson's iterators take a non-const object; this only reads. */
+        json_t *obj = (json_t *)(uintptr_t)v;
+        putc1(w, '{');
+        json_object_foreach(obj, k, e)
+        {
+            if (!first)
+                putc1(w, ',');
+            first = 0;
+            write_strn(w, k, strlen(k));
+            putc1(w, ':');
+            write_json(w, e);
+        }
+        putc1(w, '}');
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *e;
+        putc1(w, '[');
+        json_array_foreach(v, i, e)
+        {
+            if (i)
+                putc1(w, ',');
+            write_json(w, e);
+        }
+        putc1(w, ']');
+        break;
+    }
+    case JSON_STRING: write_strn(w, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: write_int(w, (int64_t)json_integer_value(v)); break;
+    case JSON_REAL: write_real(w, json_real_value(v)); break;
+    case JSON_TRUE: put(w, "true", 4); break;
+    case JSON_FALSE: put(w, "false", 5); break;
+    case JSON_NULL: put(w, "null", 4); break;
+    }
+}
+
+void tq_jw_json(tq_jw *w, const json_t *v)
+{
+    sep(w);
+    if (v)
+        write_json(w, v);
+    else
+        put(w, "null", 4);
 }

@@ -3,10 +3,12 @@
  * work itself (a result record per task). The caller writes keys and values
  * in order; the writer puts the commas, escapes strings (invalid UTF-8
  * becomes U+FFFD, so the text is always valid JSON) and prints numbers.
- * Nesting is up to TQ_JW_DEPTH levels. Depends on libc only. */
+ * Nesting through tq_jw_object/array is up to TQ_JW_DEPTH levels (the
+ * caller's code fixes it); tq_jw_json writes a jansson value of any depth. */
 #ifndef TQ_JW_H
 #define TQ_JW_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,5 +44,9 @@ void tq_jw_ms(tq_jw *w, double ms);
 void tq_jw_null(tq_jw *w);
 /* A value that is already JSON text (the caller vouches for it). */
 void tq_jw_raw(tq_jw *w, const char *json, size_t n);
+/* A jansson value (NULL: null), keys in the object's order, reals with 17
+ * significant digits: what json_dumps(v, JSON_COMPACT) writes, up to string
+ * escapes, without its per-fragment callbacks and printf calls. */
+void tq_jw_json(tq_jw *w, const json_t *v);
 
 #endif

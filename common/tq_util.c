@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 static void oom(size_t n)
 {
@@ -89,15 +91,11 @@ int64_t tq_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-void tq_random_hex(char *out, size_t nbytes)
+static void random_bytes(unsigned char *raw, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char raw[64];
     size_t done = 0;
-    if (nbytes > sizeof(raw))
-        nbytes = sizeof(raw);
-    while (done < nbytes) {
-        ssize_t r = getrandom(raw + done, nbytes - done, 0);
+    while (done < n) {
+        ssize_t r = getrandom(raw + done, n - done, 0);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -106,11 +104,70 @@ void tq_random_hex(char *out, size_t nbytes)
         }
         done += (size_t)r;
     }
+}
+
+static void to_hex(const unsigned char *raw, size_t nbytes, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < nbytes; i++) {
         out[2 * i] = hex[raw[i] >> 4];
         out[2 * i + 1] = hex[raw[i] & 15];
     }
     out[2 * nbytes] = '\0';
+}
+
+void tq_random_hex(char *out, size_t nbytes)
+{
+    unsigned char raw[64];
+    if (nbytes > sizeof(raw))
+        nbytes = sizeof(raw);
+    random_bytes(raw, nbytes);
+    to_hex(raw, nbytes, out);
+}
+
+/* One page, wiped to zeros in a forked child: `filled` then reads 0. */
+struct tq_idgen {
+    int filled;
+    size_t pos; /* bytes handed out */
+    unsigned char buf[4000];
+};
+
+tq_idgen *tq_idgen_new(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || (size_t)page < sizeof(tq_idgen))
+        return NULL;
+    void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (madvise(p, (size_t)page, MADV_WIPEONFORK) < 0) {
+        munmap(p, (size_t)page);
+        return NULL;
+    }
+    return p;
+}
+
+void tq_idgen_free(tq_idgen *g)
+{
+    if (g)
+        munmap(g, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+void tq_idgen_next(tq_idgen *g, char out[33])
+{
+    if (!g) {
+        tq_random_id(out);
+        return;
+    }
+    if (!g->filled || g->pos + 16 > sizeof(g->buf)) {
+        random_bytes(g->buf, sizeof(g->buf));
+        g->pos = 0;
+        g->filled = 1;
+    }
+    to_hex(g->buf + g->pos, 16, out);
+    /* Used bytes are wiped: ids are not secrets, but no copy lingers. */
+    memset(g->buf + g->pos, 0, 16);
+    g->pos += 16;
 }
 
 void tq_random_id(char out[33])

@@ -156,12 +156,41 @@ static void test_jw_reset_reuses_buffer(void **state)
     assert_null(w.buf);
 }
 
+/* A jansson value of every kind, nested deeper than the writer's own
+ * object/array stack, comes back equal (json_equal) from its text. */
+static void test_jw_json_round_trip(void **state)
+{
+    (void)state;
+    json_error_t e;
+    const char *src = "{\"s\":\"caf\u00e9 \\\"q\\\" \\u0000 \\n\",\"i\":-9223372036854775808,"
+                      "\"r\":[0.1,3.0,-0.0,1e300,2.5e-300,123456789.125],"
+                      "\"b\":[true,false,null],\"o\":{},\"a\":[],"
+                      "\"deep\":[[[[[[[[[[[[[[[[[[[[{\"x\":1}]]]]]]]]]]]]]]]]]]]]}";
+    json_t *v = json_loads(src, JSON_ALLOW_NUL, &e);
+    if (!v)
+        fail_msg("test input: %s", e.text);
+    tq_jw w;
+    tq_jw_init(&w);
+    tq_jw_json(&w, v);
+    char *text;
+    json_t *back = parse(&w, &text);
+    if (!json_equal(v, back))
+        fail_msg("round trip changed the value: %s", text);
+    /* Key order is the object's own, as json_dumps keeps it. */
+    assert_true(strncmp(text, "{\"s\":", 5) == 0);
+    assert_non_null(strstr(text, "3.0,"));
+    assert_non_null(strstr(text, "0.10000000000000001"));
+    json_decref(back);
+    free(text);
+    json_decref(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jw_nested_document),       cmocka_unit_test(test_jw_string_escapes),
         cmocka_unit_test(test_jw_invalid_utf8_replaced), cmocka_unit_test(test_jw_numbers),
-        cmocka_unit_test(test_jw_reset_reuses_buffer),
+        cmocka_unit_test(test_jw_reset_reuses_buffer),   cmocka_unit_test(test_jw_json_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/tq_util.h"
 
@@ -285,9 +287,51 @@ static void test_util_clocks_and_alloc(void **state)
     free(p);
 }
 
+/* tq_idgen: well-formed, distinct ids across refills (250 ids per fill),
+ * and a forked child never repeats the ids its parent hands out next. */
+static void test_util_idgen_distinct_and_fork_safe(void **state)
+{
+    (void)state;
+    enum { N = 600 };
+    tq_idgen *g = tq_idgen_new();
+    assert_non_null(g); /* Linux >= 4.14 */
+    char(*ids)[33] = malloc(sizeof(*ids) * (N + 1));
+    assert_non_null(ids);
+    for (int i = 0; i < N; i++) {
+        tq_idgen_next(g, ids[i]);
+        assert_int_equal(strlen(ids[i]), 32);
+        assert_int_equal(strspn(ids[i], "0123456789abcdef"), 32);
+    }
+    qsort(ids, N, sizeof(*ids), cmp_ids);
+    for (int i = 1; i < N; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char id[33];
+        tq_idgen_next(g, id);
+        ssize_t wr = write(fds[1], id, 33);
+        _exit(wr == 33 ? 0 : 1);
+    }
+    char child[33], mine[33];
+    assert_int_equal(read(fds[0], child, 33), 33);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    tq_idgen_next(g, mine);
+    assert_string_not_equal(child, mine);
+    close(fds[0]);
+    close(fds[1]);
+    free(ids);
+    tq_idgen_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_util_idgen_distinct_and_fork_safe),
         cmocka_unit_test(test_util_random_id_format_and_distinct),
         cmocka_unit_test(test_util_validators),
         cmocka_unit_test(test_util_parse_seconds_ms),

@@ -1,5 +1,6 @@
-/* tq_jw: see tq_jw.h. Invariant: buf is NUL-terminated whenever len > 0 or
- * cap > 0, so tq_jw_take never needs to reallocate. */
+/* tq_jw: see tq_jw.h. Invariant: cap > len whenever buf is set, so the NUL
+ * that tq_jw_text and tq_jw_take add always fits; the writers themselves
+ * do not keep the text terminated (one store less per byte written). */
 #include "tq_jw.h"
 
 #include <stdio.h>
@@ -17,8 +18,6 @@ void tq_jw_init(tq_jw *w)
 void tq_jw_reset(tq_jw *w)
 {
     w->len = 0;
-    if (w->buf)
-        w->buf[0] = '\0';
     w->depth = 0;
     w->first[0] = 1;
     w->after_key = 0;
@@ -30,19 +29,26 @@ void tq_jw_free(tq_jw *w)
     tq_jw_init(w);
 }
 
+const char *tq_jw_text(tq_jw *w)
+{
+    if (!w->buf)
+        return "";
+    w->buf[w->len] = '\0';
+    return w->buf;
+}
+
 char *tq_jw_take(tq_jw *w, size_t *len)
 {
     char *s = w->buf ? w->buf : tq_xstrdup("");
+    s[w->len] = '\0';
     if (len)
         *len = w->len;
     tq_jw_init(w);
     return s;
 }
 
-static void grow(tq_jw *w, size_t more)
+static void grow_slow(tq_jw *w, size_t more)
 {
-    if (w->len + more + 1 <= w->cap)
-        return;
     size_t cap = w->cap ? w->cap : 512;
     while (cap < w->len + more + 1)
         cap *= 2;
@@ -50,19 +56,23 @@ static void grow(tq_jw *w, size_t more)
     w->cap = cap;
 }
 
-static void put(tq_jw *w, const char *s, size_t n)
+static inline void grow(tq_jw *w, size_t more)
+{
+    if (w->len + more + 1 > w->cap)
+        grow_slow(w, more);
+}
+
+static inline void put(tq_jw *w, const char *s, size_t n)
 {
     grow(w, n);
     memcpy(w->buf + w->len, s, n);
     w->len += n;
-    w->buf[w->len] = '\0';
 }
 
-static void putc1(tq_jw *w, char c)
+static inline void putc1(tq_jw *w, char c)
 {
     grow(w, 1);
     w->buf[w->len++] = c;
-    w->buf[w->len] = '\0';
 }
 
 /* Before any value or key: the comma that separates it from the last one. */

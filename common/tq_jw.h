@@ -27,6 +27,8 @@ void tq_jw_init(tq_jw *w);
 /* Empty the buffer for the next document; keeps its memory. */
 void tq_jw_reset(tq_jw *w);
 void tq_jw_free(tq_jw *w);
+/* The text so far, NUL-terminated; valid until the next write. */
+const char *tq_jw_text(tq_jw *w);
 /* Hand the text over (malloc'd, NUL-terminated); *len gets its length if
  * len is not NULL. The writer is empty afterwards. */
 char *tq_jw_take(tq_jw *w, size_t *len);

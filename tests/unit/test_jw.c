@@ -150,7 +150,7 @@ static void test_jw_reset_reuses_buffer(void **state)
         tq_jw_end(&w);
         char want[16];
         snprintf(want, sizeof(want), "{\"i\":%d}", i);
-        assert_string_equal(w.buf, want);
+        assert_string_equal(tq_jw_text(&w), want);
     }
     tq_jw_free(&w);
     assert_null(w.buf);

@@ -119,7 +119,6 @@ struct tq_worker {
     job *reclaim_at;       /* reclaim_backlog: insert before this one */
     int window;            /* current prefetch, >= cfg.prefetch */
     double avg_runtime_ms; /* moving average of task run times */
-    long long nfinished;   /* tasks the pool reported back */
     int fetching;
     unsigned fetch_gen;
     int fetch_q;
@@ -664,7 +663,6 @@ static void pool_done_cb(void *arg, void *cookie, tq_outcome *out)
     job_unlink(j);
     w->nrunning--;
     w->avg_runtime_ms = w->avg_runtime_ms * 0.9 + out->runtime_ms * 0.1;
-    w->nfinished++;
     update_backlog(w);
     int attempt = (int)j->msg->attempts + 1;
     const char *msgtext = out->err_message ? out->err_message : "";
@@ -814,9 +812,8 @@ static void dispatch(tq_worker *w, job *j)
 static void update_backlog(tq_worker *w)
 {
     int per = 0;
-    /* Short on evidence (the average starts at 0): a few rounds first. */
-    if (w->nfinished >= 4 * w->cfg.concurrency && w->avg_runtime_ms < FAST_TASK_MS &&
-        w->window > 0) {
+    /* The average starts at 1 s: some fifty short tasks are the evidence. */
+    if (w->avg_runtime_ms < FAST_TASK_MS && w->window > 0) {
         per = w->window / w->cfg.concurrency;
         if (per < 1)
             per = 1;

@@ -325,6 +325,70 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
     }
 }
 
+/* Short tasks wait in the pool's backlog behind running ones (the heartbeat
+ * counts them as held by the pool). At a warm shutdown the threads pool
+ * gives back the ones that have not started and they go back on the queue;
+ * a prefork child runs the frames already in its socket. Either way every
+ * task ends exactly once. */
+static void warm_shutdown_backlog(fx *f, const char *pool)
+{
+    tf_worker w, w2;
+    const char *const opts[] = {"--pool", pool,          "--concurrency", "2", "--prefetch",
+                                "20",     "--heartbeat", "0.2",           NULL};
+    const char *const opts2[] = {"--concurrency", "4", NULL};
+    enum { WARM = 80, SLOW = 2, FAST = 10 };
+    char warm[WARM][TASKQ_ID_SIZE], ids[SLOW + FAST][TASKQ_ID_SIZE];
+    worker_start(&w, f, opts);
+    /* Enough short tasks for the worker to turn its backlog on (its average
+     * run time starts at 1 s and must fall under 5 ms). */
+    submit_n(f->c, "{\"task\":\"noop\"}", WARM, warm);
+    for (int i = 0; i < WARM; i++)
+        taskq_result_free(wait_final(f->c, warm[i], 20));
+    submit_n(f->c, "{\"task\":\"sleep\",\"args\":[1.5]}", SLOW, ids);
+    submit_n(f->c, "{\"task\":\"noop\"}", FAST, ids + SLOW);
+    /* Two running, ten behind them in the pool, not in the worker's list. */
+    assert_true(tf_wait_running(f->rc, "taskq:", w.id, SLOW + FAST, 5000));
+    int st = -1;
+    assert_int_equal(th_signal(w.pid, SIGTERM), 0);
+    assert_int_equal(th_wait_exit(w.pid, 10000, &st), 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    int nsucc = 0, npend = 0;
+    for (int i = 0; i < SLOW + FAST; i++) {
+        taskq_state s = tf_state(f->c, Q, ids[i]);
+        nsucc += s == TASKQ_SUCCESS;
+        npend += s == TASKQ_PENDING;
+    }
+    printf("# faults: warm shutdown, %s pool with a backlog of %d: %d SUCCESS, %d back to "
+           "PENDING\n",
+           pool, FAST, nsucc, npend);
+    assert_int_equal(nsucc + npend, SLOW + FAST);
+    for (int i = 0; i < SLOW; i++)
+        assert_int_equal(tf_state(f->c, Q, ids[i]), TASKQ_SUCCESS);
+    if (strcmp(pool, "threads") == 0)
+        assert_int_equal(npend, FAST); /* none of the backlog started */
+    assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), npend);
+    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("lease")), 0);
+    worker_start(&w2, f, opts2);
+    for (int i = 0; i < SLOW + FAST; i++) {
+        taskq_result *r = wait_final(f->c, ids[i], 20);
+        assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
+        assert_int_equal(taskq_result_attempts(r), 1);
+        taskq_result_free(r);
+    }
+}
+
+static void test_recovery_warm_shutdown_threads_backlog(void **state)
+{
+    warm_shutdown_backlog(*state, "threads");
+}
+
+static void test_recovery_warm_shutdown_prefork_backlog(void **state)
+{
+    warm_shutdown_backlog(*state, "prefork");
+}
+
 /* Prefetched tasks (fetched and leased, not started) go back to the head of
  * the queue at a warm shutdown; only the running one finishes. */
 static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
@@ -592,6 +656,10 @@ int main(void)
                                         setup_aof, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_warm_shutdown_finishes_running_keeps_queued,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_warm_shutdown_threads_backlog, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_warm_shutdown_prefork_backlog, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_recovery_warm_shutdown_puts_prefetched_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_recovery_cold_shutdown_puts_running_back, setup,

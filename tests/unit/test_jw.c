@@ -148,7 +148,7 @@ static void test_jw_reset_reuses_buffer(void **state)
         tq_jw_key(&w, "i");
         tq_jw_int(&w, i);
         tq_jw_end(&w);
-        char want[16];
+        char want[32];
         snprintf(want, sizeof(want), "{\"i\":%d}", i);
         assert_string_equal(tq_jw_text(&w), want);
     }

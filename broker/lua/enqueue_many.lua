@@ -8,8 +8,17 @@ local cap = tonumber(ARGV[1])
 local n = tonumber(ARGV[3])
 local size = cap > 0 and redis.call('HLEN', KEYS[1]) or 0
 local now
-local out, queued, stale, delayed = {}, {}, {}, {}
+local out, queued, stale, delayed, fields = {}, {}, {}, {}, {}
 local earliest
+-- Which ids are queued already: one HMGET per chunk instead of an HSETNX
+-- per task; `seen` catches an id given twice in this batch.
+local exists, seen = {}, {}
+for i = 1, n, 500 do
+  local ids = {}
+  for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[4 + (k - 1) * 4] end
+  local ms = redis.call('HMGET', KEYS[1], unpack(ids))
+  for k = 1, #ids do exists[i + k - 1] = ms[k] end
+end
 for i = 1, n do
   local b = 3 + (i - 1) * 4
   local id, delay, eta = ARGV[b + 1], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
@@ -19,9 +28,12 @@ for i = 1, n do
     redis.call('RPUSH', KEYS[3 + i * 2], 'REFUSED')
     redis.call('PEXPIRE', KEYS[3 + i * 2], 60000)
     out[i] = -2
-  elseif redis.call('HSETNX', KEYS[1], id, ARGV[b + 2]) == 0 then
+  elseif exists[i] or seen[id] then
     out[i] = -1
   else
+    seen[id] = true
+    fields[#fields + 1] = id
+    fields[#fields + 1] = ARGV[b + 2]
     size = size + 1
     stale[#stale + 1] = KEYS[2 + i * 2]
     stale[#stale + 1] = KEYS[3 + i * 2]
@@ -47,6 +59,9 @@ for i = 1, n do
   end
 end
 -- Multi-key commands in chunks (unpack of thousands overflows Lua's stack).
+for i = 1, #fields, 1000 do
+  redis.call('HSET', KEYS[1], unpack(fields, i, math.min(i + 999, #fields)))
+end
 for i = 1, #stale, 500 do
   redis.call('DEL', unpack(stale, i, math.min(i + 499, #stale)))
 end

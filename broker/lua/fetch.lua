@@ -59,16 +59,23 @@ while got < max and rounds > 0 do
       valid[#valid + 1] = id
     end
   end
-  local leased, msgs = {}, {}
+  local leased, msgs, seen = {}, {}, {}
   each_chunk(valid, function(chunk)
     local ms = redis.call('HMGET', KEYS[2], unpack(chunk))
+    local held = redis.call('HMGET', KEYS[4], unpack(chunk))
+    local own = {}
     for k, id in ipairs(chunk) do
-      -- HSETNX both takes ownership and skips an id that is already held.
-      if ms[k] and redis.call('HSETNX', KEYS[4], id, owner) == 1 then
+      -- Skip an id that is already held, by another worker or earlier in
+      -- this very batch (the same id twice in the list).
+      if ms[k] and not held[k] and not seen[id] then
+        seen[id] = true
         leased[#leased + 1] = id
         msgs[#msgs + 1] = ms[k]
+        own[#own + 1] = id
+        own[#own + 1] = owner
       end
     end
+    if #own > 0 then redis.call('HSET', KEYS[4], unpack(own)) end
   end)
   local pos = 0
   each_chunk(leased, function(chunk)

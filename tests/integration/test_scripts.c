@@ -994,6 +994,40 @@ static void test_scripts_fetch_skips_held_duplicates(void **state)
     fetched_clear(&f2);
 }
 
+/* The same id twice within one batch: enqueue_many accepts it once, and
+ * fetch leases it once even when both copies come off pending together. */
+static void test_scripts_batch_duplicates(void **state)
+{
+    (void)state;
+    char *m = make_msg("E", 0);
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0);
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "E", m, strlen(m), 0, 0);
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "E", m, strlen(m), 0, 0);
+    tq_cmd_enqueue_many_end(&c);
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[1]->integer, -1);
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 1);
+    /* Two copies of the id in pending, taken by one fetch. */
+    assert_int_equal(revoke("E", "r"), 1);
+    enqueue("E", 0);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 2);
+    fetched f;
+    fetch(&f, "w1", 10, 10000);
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "E");
+    assert_int_equal(cmd_int("HLEN %s", qk("owner")), 1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 1);
+    fetched_clear(&f);
+    free(m);
+}
+
 static void state_of(const char *id, const char *record, long long running, long long queued)
 {
     tq_cmd c;
@@ -1251,6 +1285,7 @@ int main(void)
         T(test_scripts_extend),
         T(test_scripts_revoke),
         T(test_scripts_fetch_skips_held_duplicates),
+        T(test_scripts_batch_duplicates),
         T(test_scripts_state),
         T(test_scripts_progress),
         T(test_scripts_dead_requeue),

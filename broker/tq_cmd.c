@@ -218,7 +218,7 @@ static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int
     c->argvlen[npos] = (size_t)len;
 }
 
-/* The ack command is built in two passes: KEYS first (fixed four, then two
+/* The ack command is built in two passes: KEYS first (fixed four, then one
  * per task), ARGV after. Tasks are collected as trailing arguments and moved
  * into place by tq_cmd_ack_end. */
 void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long long token,
@@ -237,18 +237,18 @@ void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long lon
 void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                     const char *state, const char *record, size_t recordlen)
 {
-    /* Five arguments per task, in order: result key, done key, id, state,
-     * record. tq_cmd_ack_end regroups them. */
-    add_tkey(c, prefix, queue, "result", id);
+    /* Three arguments per task, in order: done key, id, record (the state
+     * is in the record: the done list holds the record itself).
+     * tq_cmd_ack_end regroups them. */
+    (void)state;
     add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
-    tq_cmd_add_str(c, state);
     tq_cmd_add(c, record, recordlen);
 }
 
 void tq_cmd_ack_end(tq_cmd *c)
 {
-    regroup(c, 4, 3, 5, 2);
+    regroup(c, 4, 3, 3, 1);
 }
 
 void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,
@@ -365,10 +365,11 @@ void tq_cmd_revoke(tq_cmd *c, const char *prefix, const char *queue, const char 
 
 void tq_cmd_state(tq_cmd *c, const char *prefix, const char *queue, const char *id)
 {
-    tq_cmd_script(c, TQ_SCRIPT_STATE, 3);
+    tq_cmd_script(c, TQ_SCRIPT_STATE, 4);
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "owner");
     add_tkey(c, prefix, queue, "result", id);
+    add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
 }
 

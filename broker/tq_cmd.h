@@ -45,7 +45,8 @@ void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, c
 void tq_cmd_enqueue_many_end(tq_cmd *c);
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
                   int64_t lease_ms, int promote_max);
-/* ack: begin, then one tq_cmd_ack_add per task, then tq_cmd_ack_end. */
+/* ack: begin, then one tq_cmd_ack_add per task, then tq_cmd_ack_end. `state`
+ * is not sent (the record carries it); it stays for the callers' sake. */
 void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long long token,
                       int64_t result_ttl_ms);
 void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,

@@ -389,19 +389,20 @@ static void test_scripts_enqueue_fetch_ack(void **state)
 
     char *rec = make_record("A", "SUCCESS");
     assert_int_equal(ack1(f.token, "A", "SUCCESS", rec), 1);
-    assert_str_reply(cmd_str("GET %s", tk("result", "A")), rec);
-    assert_ttl_within(tk("result", "A"), TTL);
+    /* The final record is the done list's one element; no second key. */
     redisReply *r = cmd("LRANGE %s 0 -1", tk("done", "A"));
     assert_int_equal(r->elements, 1);
-    assert_string_equal(r->element[0]->str, "SUCCESS");
+    assert_string_equal(r->element[0]->str, rec);
     freeReplyObject(r);
     assert_ttl_within(tk("done", "A"), TTL);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "A")), 0);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("owner")), 0);
     assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
     /* A second ack of the same task is fenced out. */
     assert_int_equal(ack1(f.token, "A", "FAILURE", "other"), 0);
-    assert_str_reply(cmd_str("GET %s", tk("result", "A")), rec);
+    assert_int_equal(cmd_int("LLEN %s", tk("done", "A")), 1);
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), rec);
     fetched_clear(&f);
     free(rec);
     free(m);
@@ -689,7 +690,7 @@ static void test_scripts_fencing_after_lease_expiry(void **state)
     assert_str_reply(cmd_str("HGET %s F", qk("lost")), "1");
     /* The stale worker cannot settle it now ... */
     assert_int_equal(ack1(f1.token, "F", "SUCCESS", "stale-1"), 0);
-    assert_int_equal(cmd_int("EXISTS %s", tk("result", "F")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);
 
     fetch(&f2, "w2", 1, 10000);
     assert_int_equal(f2.n, 1);
@@ -701,14 +702,15 @@ static void test_scripts_fencing_after_lease_expiry(void **state)
     assert_str_reply(cmd_str("HGET %s F", qk("owner")), owner);
     /* ... nor once another worker holds it. */
     assert_int_equal(ack1(f1.token, "F", "SUCCESS", "stale-2"), 0);
-    assert_int_equal(cmd_int("EXISTS %s", tk("result", "F")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);
     assert_str_reply(cmd_str("HGET %s F", qk("owner")), owner);
 
     char *rec = make_record("F", "SUCCESS");
     assert_int_equal(ack1(f2.token, "F", "SUCCESS", rec), 1);
     /* The late ack of the first worker does not overwrite the result. */
     assert_int_equal(ack1(f1.token, "F", "FAILURE", "stale-3"), 0);
-    assert_str_reply(cmd_str("GET %s", tk("result", "F")), rec);
+    assert_int_equal(cmd_int("LLEN %s", tk("done", "F")), 1);
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "F")), rec);
     assert_int_equal(cmd_int("HEXISTS %s F", qk("lost")), 0);
     free(rec);
     fetched_clear(&f1);
@@ -738,9 +740,9 @@ static void test_scripts_ack_batch(void **state)
     assert_int_equal(r->element[1]->integer, 0);
     assert_int_equal(r->element[2]->integer, 1);
     freeReplyObject(r);
-    assert_str_reply(cmd_str("GET %s", tk("result", "b1")), "r1");
-    assert_str_reply(cmd_str("GET %s", tk("result", "b3")), "r3");
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b3")), "FAILURE");
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b1")), "r1");
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b3")), "r3");
+    assert_ttl_within(tk("done", "b1"), TTL);
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "zz")), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "zz")), 0);
     /* b2 is untouched: still held. */
@@ -853,9 +855,8 @@ static void test_scripts_bury(void **state)
         char *rec = make_record(ids[i], "FAILURE");
         char *entry = tq_xasprintf("{\"id\":\"%s\",\"reason\":\"bad message\"}", ids[i]);
         assert_int_equal(bury(ids[i], f.token, rec, 3, 50000, entry), 1);
-        assert_str_reply(cmd_str("GET %s", tk("result", ids[i])), rec);
-        assert_ttl_within(tk("result", ids[i]), TTL);
-        assert_str_reply(cmd_str("LINDEX %s 0", tk("done", ids[i])), "FAILURE");
+        assert_int_equal(cmd_int("EXISTS %s", tk("result", ids[i])), 0);
+        assert_str_reply(cmd_str("LINDEX %s 0", tk("done", ids[i])), rec);
         assert_int_equal(cmd_int("LLEN %s", tk("done", ids[i])), 1);
         assert_ttl_within(tk("done", ids[i]), TTL);
         assert_str_reply(cmd_str("HGET %s %s", qk("deadmsg"), ids[i]), entry);
@@ -941,9 +942,9 @@ static void test_scripts_revoke(void **state)
     enqueue("B", 0);
     assert_int_equal(revoke("A", rec), 1);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
-    assert_str_reply(cmd_str("GET %s", tk("result", "A")), rec);
-    assert_ttl_within(tk("result", "A"), TTL);
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), "REVOKED");
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "A")), 0);
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), rec);
+    assert_int_equal(cmd_int("LLEN %s", tk("done", "A")), 1);
     assert_ttl_within(tk("done", "A"), TTL);
     fetched f;
     fetch(&f, "w", 2, 10000);
@@ -953,16 +954,19 @@ static void test_scripts_revoke(void **state)
     /* After start. */
     assert_int_equal(revoke("B", rec), -1);
     assert_int_equal(cmd_int("HEXISTS %s B", qk("msg")), 1);
-    assert_int_equal(cmd_int("EXISTS %s", tk("result", "B")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "B")), 0);
     /* After finish. */
     assert_int_equal(ack1(f.token, "B", "SUCCESS", "done"), 1);
     assert_int_equal(revoke("B", rec), -2);
-    assert_str_reply(cmd_str("GET %s", tk("result", "B")), "done");
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "B")), "done");
     /* Already revoked counts as finished. */
     assert_int_equal(revoke("A", rec), -2);
     /* Unknown. */
     assert_int_equal(revoke("nope", rec), 0);
-    assert_int_equal(cmd_int("EXISTS %s", tk("result", "nope")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "nope")), 0);
+    /* A refused submission's wake-up marker is not a final state. */
+    freeReplyObject(cmd("RPUSH %s REFUSED", tk("done", "nope")));
+    assert_int_equal(revoke("nope", rec), 0);
     /* A delayed task leaves the delayed set. */
     enqueue("D", 60000);
     assert_int_equal(revoke("D", rec), 1);
@@ -1064,9 +1068,19 @@ static void test_scripts_state(void **state)
     assert_int_equal(r->element[1]->integer, 1);
     freeReplyObject(r);
     tq_cmd_release(&c);
+    /* An intermediate record (progress) shows while it runs ... */
+    tq_cmd_init(&c);
+    tq_cmd_progress(&c, PFX, Q, "S", f.token, "prog", TTL);
+    assert_int_equal(run_int(&c), 1);
+    tq_cmd_release(&c);
+    state_of("S", "prog", 1, 1);
+    /* ... and the final record, in the done list, wins over it. */
     assert_int_equal(ack1(f.token, "S", "SUCCESS", "rec"), 1);
     state_of("S", "rec", 0, 0);
     fetched_clear(&f);
+    /* A refused submission's wake-up marker is no record. */
+    freeReplyObject(cmd("RPUSH %s REFUSED", tk("done", "U")));
+    state_of("U", NULL, 0, 0);
 }
 
 static void test_scripts_progress(void **state)
@@ -1166,7 +1180,7 @@ static void test_scripts_keys_bounded_or_ttl(void **state)
             fail_msg("key %s has PTTL %lld: neither bounded nor expiring", k, pttl);
         ttl_keys++;
     }
-    assert_true(ttl_keys >= 5); /* result+done of ack, bury, revoke; retry's result */
+    assert_true(ttl_keys >= 4); /* done of ack, bury, revoke; retry's result */
     freeReplyObject(keys);
 }
 

@@ -51,8 +51,7 @@ void tq_cmd_add_str(tq_cmd *c, const char *s)
 void tq_cmd_add_int(tq_cmd *c, long long v)
 {
     char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%lld", v);
-    tq_cmd_add(c, buf, (size_t)n);
+    tq_cmd_add(c, buf, tq_fmt_ll(buf, v));
 }
 
 void tq_cmd_script(tq_cmd *c, tq_script_id s, int numkeys)

@@ -50,6 +50,7 @@ struct taskq_client {
     int resent;       /* the current batch was sent twice (stale link) */
     unsigned cached;  /* bit per tq_script_id known cached on this connection */
     tq_keyring *keys; /* signing key (first entry), NULL: unsigned */
+    tq_buf msgbuf;    /* the message being built (build_message), reused */
     sig_entry sigs[SIG_CACHE_MAX];
     size_t nsigs;
     int err;
@@ -229,6 +230,7 @@ void taskq_client_free(taskq_client *c)
         tq_sig_free(c->sigs[i].sig);
     }
     tq_keyring_free(c->keys);
+    tq_buf_free(&c->msgbuf);
     free(c);
 }
 
@@ -721,11 +723,11 @@ static void sign_message(const taskq_client *c, char **s, size_t *len)
     *len = slen;
 }
 
-/* Build the enqueue command for t; on error returns a code with errstr set. */
-/* Check, encode and sign t's message: its id into id, the bytes into *msg
- * (malloc'd) and *msglen. On error returns a code with errstr set. */
-static int build_message(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE], char **msg,
-                         size_t *msglen)
+/* Check, encode and sign t's message into c->msgbuf (from offset 0; valid
+ * until the next call). id: t's own id, else the random one it holds on
+ * entry (the caller generates ids in bulk). On error returns a code with
+ * errstr set. */
+static int build_message(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE])
 {
     char err[256];
     if (t->errstr[0])
@@ -740,53 +742,49 @@ static int build_message(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_
     }
     if (t->id[0])
         snprintf(id, TASKQ_ID_SIZE, "%s", t->id);
-    else
-        tq_random_id(id);
-    tq_msg *m = tq_msg_new(id, t->name, t->queue);
-    tq_msg_set_args(m, json_deep_copy(t->args));
-    tq_msg_set_kwargs(m, json_deep_copy(t->kwargs));
-    int64_t now = m->created_ms;
-    if (t->retries >= 0)
-        tq_msg_set_int(m, "retries", t->retries);
+    /* Written straight into a reused buffer: no jansson tree per task. */
+    int64_t now = tq_now_ms();
+    tq_msg_fields f = {.id = id,
+                       .task = t->name,
+                       .queue = t->queue,
+                       .args = t->args,
+                       .kwargs = t->kwargs,
+                       .created_ms = now,
+                       .retries = t->retries,
+                       .soft_limit_ms = t->soft_ms,
+                       .hard_limit_ms = t->hard_ms};
     if (t->eta_ms || t->countdown_ms)
-        tq_msg_set_int(m, "eta_ms",
-                       t->eta_ms > now + t->countdown_ms ? t->eta_ms : now + t->countdown_ms);
+        f.eta_ms = t->eta_ms > now + t->countdown_ms ? t->eta_ms : now + t->countdown_ms;
     if (t->expires_ms_rel)
-        tq_msg_set_int(m, "expires_ms", now + t->expires_ms_rel);
-    if (t->soft_ms)
-        tq_msg_set_int(m, "soft_limit_ms", t->soft_ms);
-    if (t->hard_ms)
-        tq_msg_set_int(m, "hard_limit_ms", t->hard_ms);
-    if (tq_msg_check_value(m->root, &c->limits, t->name, err, sizeof(err)) < 0) {
-        tq_msg_free(m);
+        f.expires_ms = now + t->expires_ms_rel;
+    c->msgbuf.len = 0;
+    if (tq_msg_write_new(&c->msgbuf, &f, &c->limits, err, sizeof(err)) < 0)
         return fail(c, TASKQ_ETOOBIG, "%s", err);
-    }
-    size_t len;
-    char *s = tq_msg_encode(m, &len);
-    tq_msg_free(m);
-    if (len > c->limits.max_bytes) {
-        free(s);
+    size_t len = c->msgbuf.len;
+    if (len > c->limits.max_bytes)
         return fail(c, TASKQ_ETOOBIG, "%s: message of %zu bytes exceeds %zu (limit max_bytes)",
                     t->name, len, c->limits.max_bytes);
+    if (tq_keyring_count(c->keys) > 0) {
+        char *s = tq_xstrndup(c->msgbuf.p, len);
+        sign_message(c, &s, &len);
+        c->msgbuf.len = 0;
+        tq_buf_add(&c->msgbuf, s, len);
+        free(s);
     }
-    sign_message(c, &s, &len);
-    *msg = s;
-    *msglen = len;
     return 0;
 }
 
 /* A one-task enqueue_many command for t (taskq_submit_wait pipelines it). */
 static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char id[TASKQ_ID_SIZE])
 {
-    char *s;
-    size_t len;
-    int rc = build_message(c, t, id, &s, &len);
+    tq_random_id(id);
+    int rc = build_message(c, t, id);
     if (rc < 0)
         return rc;
     tq_cmd_enqueue_many_begin(cmd, c->prefix, t->queue, c->queue_cap);
-    tq_cmd_enqueue_many_add(cmd, c->prefix, t->queue, id, s, len, t->countdown_ms, t->eta_ms);
+    tq_cmd_enqueue_many_add(cmd, c->prefix, t->queue, id, c->msgbuf.p, c->msgbuf.len,
+                            t->countdown_ms, t->eta_ms);
     tq_cmd_enqueue_many_end(cmd);
-    free(s);
     return 0;
 }
 
@@ -844,11 +842,10 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
 
     if (c->validate)
         refresh_sigs(c, tasks, n);
+    tq_random_ids(idv[0], TASKQ_ID_SIZE, n);
     const char *cur_queue = NULL;
     for (i = 0; i < n; i++) {
-        char *msg;
-        size_t len;
-        int rc = build_message(c, tasks[i], idv[i], &msg, &len);
+        int rc = build_message(c, tasks[i], idv[i]);
         if (codes)
             codes[i] = rc;
         if (rc < 0) {
@@ -866,9 +863,8 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
             ncmd++;
             cur_queue = t->queue;
         }
-        tq_cmd_enqueue_many_add(&cmds[ncmd - 1], c->prefix, t->queue, idv[i], msg, len,
-                                t->countdown_ms, t->eta_ms);
-        free(msg);
+        tq_cmd_enqueue_many_add(&cmds[ncmd - 1], c->prefix, t->queue, idv[i], c->msgbuf.p,
+                                c->msgbuf.len, t->countdown_ms, t->eta_ms);
         count[ncmd - 1]++;
         which[nok++] = i;
     }

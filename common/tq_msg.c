@@ -372,6 +372,144 @@ char *tq_msg_encode(const tq_msg *m, size_t *len)
     return s;
 }
 
+#define PUT_LIT(b, s) tq_buf_add((b), (s), sizeof(s) - 1)
+
+/* A JSON string for names that are validated printable ASCII; escapes what
+ * JSON requires (jansson escapes the same characters). */
+static void put_str(tq_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    tq_buf_reserve(b, 2 + 6 * n);
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*p;
+        } else if (*p < 0x20) {
+            o += sprintf(o, "\\u%04X", *p);
+        } else {
+            *o++ = (char)*p;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+}
+
+static void put_int_field(tq_buf *b, const char *name, int64_t v)
+{
+    size_t n = strlen(name);
+    tq_buf_reserve(b, n + 32);
+    char *o = b->p + b->len;
+    *o++ = ',';
+    *o++ = '"';
+    memcpy(o, name, n);
+    o += n;
+    *o++ = '"';
+    *o++ = ':';
+    o += tq_fmt_ll(o, (long long)v);
+    b->len = (size_t)(o - b->p);
+}
+
+static void put_json(tq_buf *b, const json_t *v)
+{
+    size_t room = b->cap - b->len;
+    size_t n = json_dumpb(v, b->p + b->len, room, JSON_COMPACT);
+    if (n == 0)
+        abort(); /* arrays and objects always encode */
+    if (n > room) {
+        tq_buf_reserve(b, n);
+        if (json_dumpb(v, b->p + b->len, n, JSON_COMPACT) != n)
+            abort();
+    }
+    b->len += n;
+}
+
+int tq_msg_write_new(tq_buf *b, const tq_msg_fields *f, const tq_msg_limits *lim, char *err,
+                     size_t errlen)
+{
+    /* The limits over the whole message, checked in the order the walk of
+     * tq_msg_check_value visits it (same errors): the root, then each field's
+     * key and value, in the encoding's order. */
+    struct {
+        const char *key, *str;
+        const json_t *json;
+        int present;
+    } fs[] = {{"v", NULL, NULL, 1},
+              {"id", f->id, NULL, 1},
+              {"task", f->task, NULL, 1},
+              {"args", NULL, f->args, 1},
+              {"kwargs", NULL, f->kwargs, 1},
+              {"queue", f->queue, NULL, 1},
+              {"attempts", NULL, NULL, 1},
+              {"created_ms", NULL, NULL, 1},
+              {"retries", NULL, NULL, f->retries >= 0},
+              {"eta_ms", NULL, NULL, f->eta_ms != 0},
+              {"expires_ms", NULL, NULL, f->expires_ms != 0},
+              {"soft_limit_ms", NULL, NULL, f->soft_limit_ms != 0},
+              {"hard_limit_ms", NULL, NULL, f->hard_limit_ms != 0}};
+    walk w = {lim, 1, err, errlen, f->task};
+    if (lim->max_elements < 1) {
+        snprintf(err, errlen, "%s: more than %zu elements (limit max_elements)", f->task,
+                 lim->max_elements);
+        return TQ_MSG_ELIMIT;
+    }
+    if (lim->max_depth < 1) {
+        snprintf(err, errlen, "%s: nesting deeper than %d (limit max_depth)", f->task,
+                 lim->max_depth);
+        return TQ_MSG_ELIMIT;
+    }
+    for (size_t i = 0; i < sizeof(fs) / sizeof(fs[0]); i++) {
+        if (!fs[i].present)
+            continue;
+        if (strlen(fs[i].key) > lim->max_string) {
+            snprintf(err, errlen, "%s: a key exceeds %zu bytes (limit max_string)", f->task,
+                     lim->max_string);
+            return TQ_MSG_ELIMIT;
+        }
+        if (fs[i].json) {
+            if (walk_value(&w, fs[i].json, 1) < 0)
+                return TQ_MSG_ELIMIT;
+            continue;
+        }
+        if (++w.elements > lim->max_elements) {
+            snprintf(err, errlen, "%s: more than %zu elements (limit max_elements)", f->task,
+                     lim->max_elements);
+            return TQ_MSG_ELIMIT;
+        }
+        if (fs[i].str && strlen(fs[i].str) > lim->max_string) {
+            snprintf(err, errlen, "%s: a string of %zu bytes exceeds %zu (limit max_string)",
+                     f->task, strlen(fs[i].str), lim->max_string);
+            return TQ_MSG_ELIMIT;
+        }
+    }
+    /* The order of tq_msg_new, then the setters of the submitting client. */
+    PUT_LIT(b, "{\"v\":1,\"id\":");
+    put_str(b, f->id);
+    PUT_LIT(b, ",\"task\":");
+    put_str(b, f->task);
+    PUT_LIT(b, ",\"args\":");
+    put_json(b, f->args);
+    PUT_LIT(b, ",\"kwargs\":");
+    put_json(b, f->kwargs);
+    PUT_LIT(b, ",\"queue\":");
+    put_str(b, f->queue);
+    put_int_field(b, "attempts", 0);
+    put_int_field(b, "created_ms", f->created_ms);
+    if (f->retries >= 0)
+        put_int_field(b, "retries", f->retries);
+    if (f->eta_ms)
+        put_int_field(b, "eta_ms", f->eta_ms);
+    if (f->expires_ms)
+        put_int_field(b, "expires_ms", f->expires_ms);
+    if (f->soft_limit_ms)
+        put_int_field(b, "soft_limit_ms", f->soft_limit_ms);
+    if (f->hard_limit_ms)
+        put_int_field(b, "hard_limit_ms", f->hard_limit_ms);
+    PUT_LIT(b, "}");
+    return 0;
+}
+
 json_t *tq_msg_record_new(const tq_msg *m, const char *state)
 {
     json_t *r = json_object();

@@ -118,6 +118,81 @@ void tq_random_id(char out[33])
     tq_random_hex(out, 16);
 }
 
+static void random_bytes(unsigned char *raw, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = getrandom(raw + done, n - done, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "taskq: getrandom failed: %s\n", strerror(errno));
+            abort();
+        }
+        done += (size_t)r;
+    }
+}
+
+void tq_random_ids(char *out, size_t stride, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[128 * 16];
+    for (size_t base = 0; base < n; base += 128) {
+        size_t k = n - base < 128 ? n - base : 128;
+        random_bytes(raw, k * 16);
+        for (size_t i = 0; i < k; i++) {
+            char *o = out + (base + i) * stride;
+            for (size_t j = 0; j < 16; j++) {
+                o[2 * j] = hex[raw[i * 16 + j] >> 4];
+                o[2 * j + 1] = hex[raw[i * 16 + j] & 15];
+            }
+            o[32] = '\0';
+        }
+    }
+}
+
+size_t tq_fmt_ll(char *buf, long long v)
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
+void tq_buf_reserve(tq_buf *b, size_t more)
+{
+    if (b->cap - b->len >= more && b->p)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < more)
+        cap *= 2;
+    b->p = tq_xrealloc(b->p, cap);
+    b->cap = cap;
+}
+
+void tq_buf_add(tq_buf *b, const char *s, size_t n)
+{
+    tq_buf_reserve(b, n);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+void tq_buf_free(tq_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
 static int valid_chars(const char *s, size_t max, const char *extra)
 {
     size_t n = 0;

@@ -26,6 +26,9 @@ int64_t tq_mono_us(void);
 
 /* Fill `out` (33 bytes) with 32 lowercase hex digits from getrandom(2). */
 void tq_random_id(char out[33]);
+/* n ids as tq_random_id at out, out + stride, ... (stride >= 33), with one
+ * getrandom(2) per 128 ids. */
+void tq_random_ids(char *out, size_t stride, size_t n);
 /* Fill `out` (2*nbytes+1 bytes) with random hex. */
 void tq_random_hex(char *out, size_t nbytes);
 
@@ -33,6 +36,20 @@ void tq_random_hex(char *out, size_t nbytes);
 int tq_valid_id(const char *s);
 int tq_valid_queue(const char *s);
 int tq_valid_task_name(const char *s);
+
+/* Decimal text of v into buf (>= 21 bytes), NUL-terminated; returns its
+ * length. snprintf's "%lld" without the format parsing (hot paths). */
+size_t tq_fmt_ll(char *buf, long long v);
+
+/* A growable byte buffer: p is NULL or malloc'd with cap bytes, len used.
+ * Zero-initialise; tq_buf_free releases it; tq_buf_reserve aborts on OOM. */
+typedef struct tq_buf {
+    char *p;
+    size_t len, cap;
+} tq_buf;
+void tq_buf_reserve(tq_buf *b, size_t more); /* room for `more` bytes after len */
+void tq_buf_add(tq_buf *b, const char *s, size_t n);
+void tq_buf_free(tq_buf *b);
 
 /* Parse a duration in seconds ("1.5") into milliseconds; -1 when invalid. */
 int64_t tq_parse_seconds_ms(const char *s);

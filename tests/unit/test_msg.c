@@ -644,6 +644,91 @@ static void test_msg_json_type_names(void **state)
     }
 }
 
+/* tq_msg_write_new writes the bytes tq_msg_new + setters + tq_msg_encode
+ * would, and checks the limits as tq_msg_check_value does on the whole. */
+static void write_both(const tq_msg_fields *f, const tq_msg_limits *lim)
+{
+    tq_msg *m = tq_msg_new(f->id, f->task, f->queue);
+    m->created_ms = f->created_ms;
+    tq_msg_set_int(m, "created_ms", f->created_ms);
+    tq_msg_set_args(m, json_deep_copy(f->args));
+    tq_msg_set_kwargs(m, json_deep_copy(f->kwargs));
+    if (f->retries >= 0)
+        tq_msg_set_int(m, "retries", f->retries);
+    tq_msg_set_int(m, "eta_ms", f->eta_ms);
+    tq_msg_set_int(m, "expires_ms", f->expires_ms);
+    tq_msg_set_int(m, "soft_limit_ms", f->soft_limit_ms);
+    tq_msg_set_int(m, "hard_limit_ms", f->hard_limit_ms);
+    char e1[256] = "", e2[256] = "";
+    int want = tq_msg_check_value(m->root, lim, f->task, e1, sizeof(e1));
+    tq_buf b = {0};
+    tq_buf_add(&b, "xy", 2); /* appends after what is there */
+    int got = tq_msg_write_new(&b, f, lim, e2, sizeof(e2));
+    assert_int_equal(got, want);
+    if (want == 0) {
+        size_t len;
+        char *s = tq_msg_encode(m, &len);
+        assert_int_equal(b.len, 2 + len);
+        assert_memory_equal(b.p + 2, s, len);
+        free(s);
+    } else {
+        assert_int_equal(b.len, 2);
+        assert_string_equal(e2, e1);
+    }
+    tq_buf_free(&b);
+    tq_msg_free(m);
+}
+
+static void test_msg_write_new_matches_encode(void **state)
+{
+    (void)state;
+    tq_msg_limits lim;
+    tq_msg_limits_default(&lim);
+    json_t *args = json_pack("[i, s, {s:[f, b, n]}]", -5, "a\"b\\c\u00e9", "k", 1.5, 1);
+    json_t *kw = json_pack("{s:i, s:s}", "x", 1, "y", "z");
+    json_t *empty_a = json_array(), *empty_o = json_object();
+    tq_msg_fields f = {.id = "0123abc",
+                       .task = "weird\"name\\",
+                       .queue = "q.1",
+                       .args = args,
+                       .kwargs = kw,
+                       .created_ms = 1764100000123LL,
+                       .retries = -1};
+    write_both(&f, &lim);
+    f.retries = 0;
+    f.eta_ms = 1764100060123LL;
+    f.expires_ms = 9;
+    f.soft_limit_ms = 5000;
+    f.hard_limit_ms = -7;
+    write_both(&f, &lim);
+    f.args = empty_a;
+    f.kwargs = empty_o;
+    f.retries = 3;
+    f.eta_ms = f.expires_ms = f.soft_limit_ms = f.hard_limit_ms = 0;
+    write_both(&f, &lim);
+    /* Limits: elements (the envelope counts), depth, string length. */
+    f.args = args;
+    f.kwargs = kw;
+    for (size_t max = 8; max < 20; max++) {
+        lim.max_elements = max;
+        write_both(&f, &lim);
+    }
+    tq_msg_limits_default(&lim);
+    for (int d = 0; d < 5; d++) {
+        lim.max_depth = d;
+        write_both(&f, &lim);
+    }
+    tq_msg_limits_default(&lim);
+    for (size_t n = 0; n < 14; n++) {
+        lim.max_string = n;
+        write_both(&f, &lim);
+    }
+    json_decref(args);
+    json_decref(kw);
+    json_decref(empty_a);
+    json_decref(empty_o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -670,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_msg_add_error),
         cmocka_unit_test(test_msg_record_new),
         cmocka_unit_test(test_msg_json_type_names),
+        cmocka_unit_test(test_msg_write_new_matches_encode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -285,6 +286,39 @@ static void test_util_clocks_and_alloc(void **state)
     free(p);
 }
 
+static void test_util_random_ids_and_fmt_ll(void **state)
+{
+    (void)state;
+    char ids[300][40];
+    memset(ids, 'x', sizeof(ids));
+    tq_random_ids(ids[0], sizeof(ids[0]), 300);
+    for (int i = 0; i < 300; i++) {
+        assert_int_equal(strlen(ids[i]), 32);
+        assert_true(tq_valid_id(ids[i]));
+        assert_int_equal(strspn(ids[i], "0123456789abcdef"), 32);
+        assert_int_equal(ids[i][33], 'x'); /* nothing written past the id */
+        if (i > 0)
+            assert_string_not_equal(ids[i], ids[i - 1]);
+    }
+    assert_string_not_equal(ids[0], ids[299]);
+    const long long v[] = {0, 7, -7, 10, 1234567890123LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char a[32], b[32];
+        size_t n = tq_fmt_ll(a, v[i]);
+        snprintf(b, sizeof(b), "%lld", v[i]);
+        assert_string_equal(a, b);
+        assert_int_equal(n, strlen(b));
+    }
+    tq_buf buf = {0};
+    for (int i = 0; i < 1000; i++)
+        tq_buf_add(&buf, "abc", 3);
+    assert_int_equal(buf.len, 3000);
+    assert_memory_equal(buf.p + 2997, "abc", 3);
+    tq_buf_free(&buf);
+    tq_buf_free(&buf);
+    assert_null(buf.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_util_format_iso8601_roundtrip),
         cmocka_unit_test(test_util_utf8_valid),
         cmocka_unit_test(test_util_clocks_and_alloc),
+        cmocka_unit_test(test_util_random_ids_and_fmt_ll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

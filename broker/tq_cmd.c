@@ -133,7 +133,8 @@ static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int
 
 /* Like ack: keys and arguments are collected per task (six arguments each:
  * result key, done key, id, message, delay, eta) and regrouped at the end. */
-void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap)
+void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap,
+                               int fresh)
 {
     tq_cmd_script(c, TQ_SCRIPT_ENQUEUE_MANY, 3);
     add_qkey(c, prefix, queue, "msg");
@@ -141,6 +142,7 @@ void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue,
     add_qkey(c, prefix, queue, "delayed");
     tq_cmd_add_int(c, cap);
     add_wake(c, prefix, queue);
+    tq_cmd_add_int(c, fresh != 0);
     tq_cmd_add_int(c, 0); /* n, fixed in tq_cmd_enqueue_many_end */
 }
 
@@ -157,7 +159,15 @@ void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, c
 
 void tq_cmd_enqueue_many_end(tq_cmd *c)
 {
-    regroup(c, 3, 3, 6, 2);
+    regroup(c, 3, 4, 6, 2);
+}
+
+void tq_cmd_enqueue_many_unfresh(tq_cmd *c)
+{
+    int at = 3 + atoi(c->argv[2]) + 2; /* EVALSHA sha numkeys, KEYS, cap, wake, fresh */
+    free(c->argv[at]);
+    c->argv[at] = tq_xstrdup("0");
+    c->argvlen[at] = 1;
 }
 
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,

@@ -781,7 +781,7 @@ static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char
     int rc = build_message(c, t, id);
     if (rc < 0)
         return rc;
-    tq_cmd_enqueue_many_begin(cmd, c->prefix, t->queue, c->queue_cap);
+    tq_cmd_enqueue_many_begin(cmd, c->prefix, t->queue, c->queue_cap, !t->id[0]);
     tq_cmd_enqueue_many_add(cmd, c->prefix, t->queue, id, c->msgbuf.p, c->msgbuf.len,
                             t->countdown_ms, t->eta_ms);
     tq_cmd_enqueue_many_end(cmd);
@@ -844,6 +844,7 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
         refresh_sigs(c, tasks, n);
     tq_random_ids(idv[0], TASKQ_ID_SIZE, n);
     const char *cur_queue = NULL;
+    int cur_fresh = 0;
     for (i = 0; i < n; i++) {
         int rc = build_message(c, tasks[i], idv[i]);
         if (codes)
@@ -853,11 +854,16 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
             continue;
         }
         const taskq_task *t = tasks[i];
-        if (ncmd == 0 || strcmp(cur_queue, t->queue) != 0 || count[ncmd - 1] == ENQUEUE_BATCH) {
+        /* A call's ids are all generated here (fresh: Redis skips the
+         * duplicate check) or not: see docs/PROTOCOL.md#enqueue_many. */
+        int fresh = !t->id[0];
+        if (ncmd == 0 || strcmp(cur_queue, t->queue) != 0 || cur_fresh != fresh ||
+            count[ncmd - 1] == ENQUEUE_BATCH) {
             if (ncmd > 0)
                 tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
             tq_cmd_init(&cmds[ncmd]);
-            tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap);
+            tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap, fresh);
+            cur_fresh = fresh;
             start[ncmd] = nok;
             count[ncmd] = 0;
             ncmd++;
@@ -881,6 +887,7 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
             for (size_t k = 0; k < ncmd; k++) {
                 freeReplyObject(replies[k]);
                 replies[k] = NULL;
+                tq_cmd_enqueue_many_unfresh(&cmds[k]);
             }
             again = 1;
             if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, ncmd, replies) < 0)

@@ -1,11 +1,15 @@
 -- enqueue_many: enqueue a batch of tasks of one queue in one call: the same
 -- effect as one enqueue per task, in order. docs/PROTOCOL.md#enqueue_many
 -- KEYS: msg, pending, delayed, then result:<id>, done:<id> per task
--- ARGV: cap, wake_channel, n, then id, message, delay_ms, eta_ms per task
+-- ARGV: cap, wake_channel, fresh, n, then id, message, delay_ms, eta_ms per task
 -- (task i's keys are KEYS[2 + 2i] and KEYS[3 + 2i])
+-- fresh = 1: every id was just drawn from 128 random bits by the caller, so
+-- none is queued and none has an old record: the duplicate check and the
+-- clean-up of old records are skipped (the bulk of Redis's enqueue work).
 -- Returns one integer per task: 1 queued, 2 delayed, -1 duplicate id, -2 queue full
 local cap = tonumber(ARGV[1])
-local n = tonumber(ARGV[3])
+local fresh = ARGV[3] == '1'
+local n = tonumber(ARGV[4])
 local size = cap > 0 and redis.call('HLEN', KEYS[1]) or 0
 local now
 local out, queued, stale, delayed, fields = {}, {}, {}, {}, {}
@@ -13,14 +17,14 @@ local earliest
 -- Which ids are queued already: one HMGET per chunk instead of an HSETNX
 -- per task; `seen` catches an id given twice in this batch.
 local exists, seen = {}, {}
-for i = 1, n, 500 do
+for i = 1, fresh and 0 or n, 500 do
   local ids = {}
-  for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[4 + (k - 1) * 4] end
+  for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[5 + (k - 1) * 4] end
   local ms = redis.call('HMGET', KEYS[1], unpack(ids))
   for k = 1, #ids do exists[i + k - 1] = ms[k] end
 end
 for i = 1, n do
-  local b = 3 + (i - 1) * 4
+  local b = 4 + (i - 1) * 4
   local id, delay, eta = ARGV[b + 1], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   if cap > 0 and size >= cap then
     -- A submit-and-wait pipelines a blocking wait on done:<id> behind this
@@ -31,12 +35,14 @@ for i = 1, n do
   elseif exists[i] or seen[id] then
     out[i] = -1
   else
-    seen[id] = true
     fields[#fields + 1] = id
     fields[#fields + 1] = ARGV[b + 2]
     size = size + 1
-    stale[#stale + 1] = KEYS[2 + i * 2]
-    stale[#stale + 1] = KEYS[3 + i * 2]
+    if not fresh then
+      seen[id] = true
+      stale[#stale + 1] = KEYS[2 + i * 2]
+      stale[#stale + 1] = KEYS[3 + i * 2]
+    end
     local due = 0
     if delay > 0 or eta > 0 then
       if not now then

@@ -178,22 +178,36 @@ static void test_keys_cmd_enqueue_many(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, P, Q, 100);
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1);
     tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
     tq_cmd_enqueue_many_add(&c, P, Q, "b", "m\0b", 3, 250, 0);
     tq_cmd_enqueue_many_end(&c);
-    const char *w[] = {TAG "msg",     TAG "pending",
-                       TAG "delayed", TAG "result:a",
-                       TAG "done:a",  TAG "result:b",
-                       TAG "done:b",  "100",
-                       TAG "wake",    "2",
-                       "a",           "ma",
-                       "0",           "0",
-                       "b",           NULL,
-                       "250",         "0"};
+    const char *w[] = {TAG "msg",
+                       TAG "pending",
+                       TAG "delayed",
+                       TAG "result:a",
+                       TAG "done:a",
+                       TAG "result:b",
+                       TAG "done:b",
+                       "100",
+                       TAG "wake",
+                       "1",
+                       "2",
+                       "a",
+                       "ma",
+                       "0",
+                       "0",
+                       "b",
+                       NULL,
+                       "250",
+                       "0"};
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 7, w, N(w));
-    assert_int_equal(c.argvlen[3 + 7 + 3 + 5], 3);
-    assert_memory_equal(c.argv[3 + 7 + 3 + 5], "m\0b", 3);
+    assert_int_equal(c.argvlen[3 + 7 + 4 + 5], 3);
+    assert_memory_equal(c.argv[3 + 7 + 4 + 5], "m\0b", 3);
+    /* A resend checks every id. */
+    tq_cmd_enqueue_many_unfresh(&c);
+    w[9] = "0";
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 7, w, N(w));
     tq_cmd_release(&c);
 }
 

@@ -6,6 +6,7 @@
 -- waiters block on); a RETRY or progress record left in result:<id> is
 -- shadowed by it and expires on its own, before the done list does.
 local token = ARGV[1]
+local fence = token .. ' ' -- an owner is "<token> <worker-id>"
 local ttl = ARGV[2]
 local n = tonumber(ARGV[3])
 local out, settled, seen = {}, {}, {}
@@ -20,7 +21,7 @@ end
 for i = 1, n do
   local id = ARGV[2 + i * 2]
   local o = owners[i]
-  if o and not seen[id] and string.match(o, '^%d+') == token then
+  if o and not seen[id] and string.find(o, fence, 1, true) == 1 then
     local dk = KEYS[4 + i]
     seen[id] = true
     -- enqueue cleared any old done list: this element is its only one.

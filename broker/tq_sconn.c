@@ -117,13 +117,31 @@ redisReply *tq_sconn_run(redisContext *c, tq_cmd *cmd)
 
 int tq_sconn_pipeline(redisContext *c, tq_cmd *cmds, size_t n, redisReply **replies)
 {
-    size_t i;
-    int again = 0;
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         replies[i] = NULL;
         if (append(c, &cmds[i]) != REDIS_OK)
             return -1;
     }
+    return tq_sconn_collect(c, cmds, n, replies);
+}
+
+int tq_sconn_send(redisContext *c, const tq_cmd *cmd)
+{
+    int done = 0;
+    if (append(c, cmd) != REDIS_OK)
+        return -1;
+    while (!done)
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return -1;
+    return 0;
+}
+
+int tq_sconn_collect(redisContext *c, tq_cmd *cmds, size_t n, redisReply **replies)
+{
+    size_t i;
+    int again = 0;
+    for (i = 0; i < n; i++)
+        replies[i] = NULL;
     for (i = 0; i < n; i++) {
         void *r;
         if (redisGetReply(c, &r) != REDIS_OK)

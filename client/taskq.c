@@ -822,7 +822,9 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
     int first = 0;
     size_t i, ncmd = 0;
     /* Consecutive tasks of one queue share an enqueue_many call (at most
-     * ENQUEUE_BATCH each); all calls go out in one pipelined round trip. */
+     * ENQUEUE_BATCH each); all calls go out in one pipelined round trip,
+     * each written as soon as it is built so that Redis runs it while the
+     * next one is built. */
     tq_cmd *cmds = tq_xcalloc(n ? n : 1, sizeof(*cmds));
     size_t *start = tq_xcalloc(n ? n : 1, sizeof(*start)); /* first task of each call */
     size_t *count = tq_xcalloc(n ? n : 1, sizeof(*count));
@@ -845,6 +847,16 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
     tq_random_ids(idv[0], TASKQ_ID_SIZE, n);
     const char *cur_queue = NULL;
     int cur_fresh = 0;
+    int fresh_link = 0, linked = -1; /* -1: not connected yet; 0: a send failed */
+#define SEND(cmd)                                                                                  \
+    do {                                                                                           \
+        if (linked < 0) {                                                                          \
+            fresh_link = c->rc == NULL;                                                            \
+            linked = ensure_conn(c) == 0;                                                          \
+        }                                                                                          \
+        if (linked)                                                                                \
+            linked = tq_sconn_send(c->rc, (cmd)) == 0;                                             \
+    } while (0)
     for (i = 0; i < n; i++) {
         int rc = build_message(c, tasks[i], idv[i]);
         if (codes)
@@ -859,8 +871,10 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
         int fresh = !t->id[0];
         if (ncmd == 0 || strcmp(cur_queue, t->queue) != 0 || cur_fresh != fresh ||
             count[ncmd - 1] == ENQUEUE_BATCH) {
-            if (ncmd > 0)
+            if (ncmd > 0) {
                 tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
+                SEND(&cmds[ncmd - 1]);
+            }
             tq_cmd_init(&cmds[ncmd]);
             tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap, fresh);
             cur_fresh = fresh;
@@ -874,12 +888,18 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
         count[ncmd - 1]++;
         which[nok++] = i;
     }
-    if (ncmd > 0)
-        tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
     if (ncmd > 0) {
-        int fresh = c->rc == NULL, again = 0;
-        if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, ncmd, replies) < 0 &&
-            !conn_lost(c) && !fresh) {
+        tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
+        SEND(&cmds[ncmd - 1]);
+    }
+#undef SEND
+    if (ncmd > 0) {
+        int again = 0;
+        if (linked && tq_sconn_collect(c->rc, cmds, ncmd, replies) == 0)
+            linked = 1;
+        else if (c->rc)
+            linked = 0;
+        if (!linked && c->rc && !conn_lost(c) && !fresh_link) {
             /* The link was stale (e.g. Redis restarted since the last call):
              * send the batch once more on a new one. A task of the first try
              * that did reach Redis is then refused as a duplicate of its own

@@ -146,10 +146,19 @@ void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue,
     tq_cmd_add_int(c, 0); /* n, fixed in tq_cmd_enqueue_many_end */
 }
 
+/* The fresh flag as added by tq_cmd_enqueue_many_begin (before regroup):
+ * EVALSHA sha numkeys, msg, pending, delayed, cap, wake, fresh. A fresh
+ * call passes only the done key per task (it deletes no old records). */
+static int many_is_fresh(const tq_cmd *c)
+{
+    return c->argv[8][0] != '0';
+}
+
 void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                              const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms)
 {
-    add_tkey(c, prefix, queue, "result", id);
+    if (!many_is_fresh(c))
+        add_tkey(c, prefix, queue, "result", id);
     add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, msg, msglen);
@@ -159,15 +168,19 @@ void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, c
 
 void tq_cmd_enqueue_many_end(tq_cmd *c)
 {
-    regroup(c, 3, 4, 6, 2);
+    if (many_is_fresh(c))
+        regroup(c, 3, 4, 5, 1);
+    else
+        regroup(c, 3, 4, 6, 2);
 }
 
 void tq_cmd_enqueue_many_unfresh(tq_cmd *c)
 {
     int at = 3 + atoi(c->argv[2]) + 2; /* EVALSHA sha numkeys, KEYS, cap, wake, fresh */
-    free(c->argv[at]);
-    c->argv[at] = tq_xstrdup("0");
-    c->argvlen[at] = 1;
+    if (c->argv[at][0] != '1')
+        return;
+    /* Same layout (done keys only), but every id is checked. */
+    c->argv[at][0] = '2';
 }
 
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,

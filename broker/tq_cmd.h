@@ -45,7 +45,7 @@ void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue,
 void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                              const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms);
 void tq_cmd_enqueue_many_end(tq_cmd *c);
-/* After end: make the call check every id (a resent batch may be queued). */
+/* After end: make a fresh call check every id (a resent batch may be queued). */
 void tq_cmd_enqueue_many_unfresh(tq_cmd *c);
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
                   int64_t lease_ms, int promote_max);

@@ -1,14 +1,17 @@
 -- enqueue_many: enqueue a batch of tasks of one queue in one call: the same
 -- effect as one enqueue per task, in order. docs/PROTOCOL.md#enqueue_many
--- KEYS: msg, pending, delayed, then result:<id>, done:<id> per task
+-- KEYS: msg, pending, delayed, then result:<id>, done:<id> per task (fresh 0) or done:<id> per task
 -- ARGV: cap, wake_channel, fresh, n, then id, message, delay_ms, eta_ms per task
--- (task i's keys are KEYS[2 + 2i] and KEYS[3 + 2i])
 -- fresh = 1: every id was just drawn from 128 random bits by the caller, so
 -- none is queued and none has an old record: the duplicate check and the
--- clean-up of old records are skipped (the bulk of Redis's enqueue work).
+-- clean-up of old records are skipped (the bulk of Redis's enqueue work), and
+-- each task passes only its done key. fresh = 2: the same ids resent after a
+-- broken link: checked for duplicates (the first try may have got through).
 -- Returns one integer per task: 1 queued, 2 delayed, -1 duplicate id, -2 queue full
 local cap = tonumber(ARGV[1])
 local fresh = ARGV[3] == '1'
+local cleanup = ARGV[3] == '0'
+local kpt = cleanup and 2 or 1 -- keys per task; task i's done key is KEYS[3 + kpt * i]
 local n = tonumber(ARGV[4])
 local size = cap > 0 and redis.call('HLEN', KEYS[1]) or 0
 local now
@@ -29,8 +32,8 @@ for i = 1, n do
   if cap > 0 and size >= cap then
     -- A submit-and-wait pipelines a blocking wait on done:<id> behind this
     -- call: wake it now rather than at its time-out.
-    redis.call('RPUSH', KEYS[3 + i * 2], 'REFUSED')
-    redis.call('PEXPIRE', KEYS[3 + i * 2], 60000)
+    redis.call('RPUSH', KEYS[3 + kpt * i], 'REFUSED')
+    redis.call('PEXPIRE', KEYS[3 + kpt * i], 60000)
     out[i] = -2
   elseif exists[i] or seen[id] then
     out[i] = -1
@@ -38,8 +41,8 @@ for i = 1, n do
     fields[#fields + 1] = id
     fields[#fields + 1] = ARGV[b + 2]
     size = size + 1
-    if not fresh then
-      seen[id] = true
+    if not fresh then seen[id] = true end
+    if cleanup then
       stale[#stale + 1] = KEYS[2 + i * 2]
       stale[#stale + 1] = KEYS[3 + i * 2]
     end

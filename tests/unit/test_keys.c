@@ -182,32 +182,26 @@ static void test_keys_cmd_enqueue_many(void **state)
     tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
     tq_cmd_enqueue_many_add(&c, P, Q, "b", "m\0b", 3, 250, 0);
     tq_cmd_enqueue_many_end(&c);
-    const char *w[] = {TAG "msg",
-                       TAG "pending",
-                       TAG "delayed",
-                       TAG "result:a",
-                       TAG "done:a",
-                       TAG "result:b",
-                       TAG "done:b",
-                       "100",
-                       TAG "wake",
-                       "1",
-                       "2",
-                       "a",
-                       "ma",
-                       "0",
-                       "0",
-                       "b",
-                       NULL,
-                       "250",
-                       "0"};
-    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 7, w, N(w));
-    assert_int_equal(c.argvlen[3 + 7 + 4 + 5], 3);
-    assert_memory_equal(c.argv[3 + 7 + 4 + 5], "m\0b", 3);
-    /* A resend checks every id. */
+    const char *w[] = {TAG "msg",  TAG "pending", TAG "delayed", TAG "done:a", TAG "done:b", "100",
+                       TAG "wake", "1",           "2",           "a",          "ma",         "0",
+                       "0",        "b",           NULL,          "250",        "0"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w, N(w));
+    assert_int_equal(c.argvlen[3 + 5 + 4 + 5], 3);
+    assert_memory_equal(c.argv[3 + 5 + 4 + 5], "m\0b", 3);
+    /* A resend checks every id (same layout). */
     tq_cmd_enqueue_many_unfresh(&c);
-    w[9] = "0";
-    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 7, w, N(w));
+    w[7] = "2";
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w, N(w));
+    /* Not fresh (ids chosen by a user): the result key too, to clear it. */
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 0);
+    tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
+    tq_cmd_enqueue_many_end(&c);
+    const char *w2[] = {
+        TAG "msg", TAG "pending", TAG "delayed", TAG "result:a", TAG "done:a", "100", TAG "wake",
+        "0",       "1",           "a",           "ma",           "0",          "0"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
+    tq_cmd_enqueue_many_unfresh(&c); /* a no-op */
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
     tq_cmd_release(&c);
 }
 

@@ -815,6 +815,8 @@ int taskq_submit(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE])
 }
 
 #define ENQUEUE_BATCH 256
+/* The first call of a submission is smaller, so Redis starts on it sooner. */
+#define ENQUEUE_FIRST_BATCH 64
 
 int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
                       char (*ids)[TASKQ_ID_SIZE], int *codes)
@@ -870,7 +872,7 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
          * duplicate check) or not: see docs/PROTOCOL.md#enqueue_many. */
         int fresh = !t->id[0];
         if (ncmd == 0 || strcmp(cur_queue, t->queue) != 0 || cur_fresh != fresh ||
-            count[ncmd - 1] == ENQUEUE_BATCH) {
+            count[ncmd - 1] == (ncmd == 1 ? ENQUEUE_FIRST_BATCH : ENQUEUE_BATCH)) {
             if (ncmd > 0) {
                 tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
                 SEND(&cmds[ncmd - 1]);

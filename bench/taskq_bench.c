@@ -344,7 +344,8 @@ static int wait_count(redisContext *r, const char *cmdname, const char *key, lon
     return -1;
 }
 
-/* How many of ids[0..n) have reached SUCCESS (their done list holds it). */
+/* How many of ids[0..n) have reached SUCCESS (their done list holds the
+ * final record, docs/PROTOCOL.md). */
 static size_t count_success(redisContext *r, char (*ids)[ID_LEN], size_t n)
 {
     size_t ok = 0;
@@ -357,7 +358,7 @@ static size_t count_success(redisContext *r, char (*ids)[ID_LEN], size_t n)
             redisReply *rep = NULL;
             if (redisGetReply(r, (void **)&rep) != REDIS_OK)
                 die("redis: %s", r->errstr);
-            if (rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "SUCCESS") == 0)
+            if (rep->type == REDIS_REPLY_STRING && strstr(rep->str, "\"state\":\"SUCCESS\""))
                 ok++;
             freeReplyObject(rep);
         }

@@ -51,8 +51,7 @@ void tq_cmd_add_str(tq_cmd *c, const char *s)
 void tq_cmd_add_int(tq_cmd *c, long long v)
 {
     char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%lld", v);
-    tq_cmd_add(c, buf, (size_t)n);
+    tq_cmd_add(c, buf, tq_fmt_ll(buf, v));
 }
 
 void tq_cmd_script(tq_cmd *c, tq_script_id s, int numkeys)
@@ -134,7 +133,8 @@ static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int
 
 /* Like ack: keys and arguments are collected per task (six arguments each:
  * result key, done key, id, message, delay, eta) and regrouped at the end. */
-void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap)
+void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap,
+                               int fresh)
 {
     tq_cmd_script(c, TQ_SCRIPT_ENQUEUE_MANY, 3);
     add_qkey(c, prefix, queue, "msg");
@@ -142,13 +142,23 @@ void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue,
     add_qkey(c, prefix, queue, "delayed");
     tq_cmd_add_int(c, cap);
     add_wake(c, prefix, queue);
+    tq_cmd_add_int(c, fresh != 0);
     tq_cmd_add_int(c, 0); /* n, fixed in tq_cmd_enqueue_many_end */
+}
+
+/* The fresh flag as added by tq_cmd_enqueue_many_begin (before regroup):
+ * EVALSHA sha numkeys, msg, pending, delayed, cap, wake, fresh. A fresh
+ * call passes only the done key per task (it deletes no old records). */
+static int many_is_fresh(const tq_cmd *c)
+{
+    return c->argv[8][0] != '0';
 }
 
 void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                              const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms)
 {
-    add_tkey(c, prefix, queue, "result", id);
+    if (!many_is_fresh(c))
+        add_tkey(c, prefix, queue, "result", id);
     add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, msg, msglen);
@@ -158,7 +168,19 @@ void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, c
 
 void tq_cmd_enqueue_many_end(tq_cmd *c)
 {
-    regroup(c, 3, 3, 6, 2);
+    if (many_is_fresh(c))
+        regroup(c, 3, 4, 5, 1);
+    else
+        regroup(c, 3, 4, 6, 2);
+}
+
+void tq_cmd_enqueue_many_unfresh(tq_cmd *c)
+{
+    int at = 3 + atoi(c->argv[2]) + 2; /* EVALSHA sha numkeys, KEYS, cap, wake, fresh */
+    if (c->argv[at][0] != '1')
+        return;
+    /* Same layout (done keys only), but every id is checked. */
+    c->argv[at][0] = '2';
 }
 
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
@@ -218,7 +240,7 @@ static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int
     c->argvlen[npos] = (size_t)len;
 }
 
-/* The ack command is built in two passes: KEYS first (fixed four, then two
+/* The ack command is built in two passes: KEYS first (fixed four, then one
  * per task), ARGV after. Tasks are collected as trailing arguments and moved
  * into place by tq_cmd_ack_end. */
 void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long long token,
@@ -237,18 +259,18 @@ void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long lon
 void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                     const char *state, const char *record, size_t recordlen)
 {
-    /* Five arguments per task, in order: result key, done key, id, state,
-     * record. tq_cmd_ack_end regroups them. */
-    add_tkey(c, prefix, queue, "result", id);
+    /* Three arguments per task, in order: done key, id, record (the state
+     * is in the record: the done list holds the record itself).
+     * tq_cmd_ack_end regroups them. */
+    (void)state;
     add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
-    tq_cmd_add_str(c, state);
     tq_cmd_add(c, record, recordlen);
 }
 
 void tq_cmd_ack_end(tq_cmd *c)
 {
-    regroup(c, 4, 3, 5, 2);
+    regroup(c, 4, 3, 3, 1);
 }
 
 void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,
@@ -365,10 +387,11 @@ void tq_cmd_revoke(tq_cmd *c, const char *prefix, const char *queue, const char 
 
 void tq_cmd_state(tq_cmd *c, const char *prefix, const char *queue, const char *id)
 {
-    tq_cmd_script(c, TQ_SCRIPT_STATE, 3);
+    tq_cmd_script(c, TQ_SCRIPT_STATE, 4);
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "owner");
     add_tkey(c, prefix, queue, "result", id);
+    add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
 }
 

@@ -38,14 +38,19 @@ void tq_cmd_wake_channel(char *buf, const char *prefix, const char *queue);
 void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                     const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms,
                     long long cap);
-/* enqueue_many: begin, one add per task (all of one queue), end. */
-void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap);
+/* enqueue_many: begin, one add per task (all of one queue), end. fresh: every
+ * id of the call was just generated with tq_random_id (docs/PROTOCOL.md). */
+void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap,
+                               int fresh);
 void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                              const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms);
 void tq_cmd_enqueue_many_end(tq_cmd *c);
+/* After end: make a fresh call check every id (a resent batch may be queued). */
+void tq_cmd_enqueue_many_unfresh(tq_cmd *c);
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
                   int64_t lease_ms, int promote_max);
-/* ack: begin, then one tq_cmd_ack_add per task, then tq_cmd_ack_end. */
+/* ack: begin, then one tq_cmd_ack_add per task, then tq_cmd_ack_end. `state`
+ * is not sent (the record carries it); it stays for the callers' sake. */
 void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long long token,
                       int64_t result_ttl_ms);
 void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,

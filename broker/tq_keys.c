@@ -17,15 +17,39 @@ int tq_keys_valid_prefix(const char *prefix)
     return 1;
 }
 
+/* Key names are built on every command of the hot path: plain copies, not
+ * snprintf. Like snprintf, a name that would not fit is cut at
+ * TQ_KEY_MAX - 1 bytes (never the case for validated names). */
+static size_t put(char *buf, size_t at, const char *s)
+{
+    size_t n = strlen(s);
+    if (at + n > TQ_KEY_MAX - 1)
+        n = TQ_KEY_MAX - 1 - at;
+    memcpy(buf + at, s, n);
+    return at + n;
+}
+
 void tq_key_queue(char buf[TQ_KEY_MAX], const char *prefix, const char *queue, const char *kind)
 {
-    snprintf(buf, TQ_KEY_MAX, "%s{%s}:%s", prefix, queue, kind);
+    size_t at = put(buf, 0, prefix);
+    at = put(buf, at, "{");
+    at = put(buf, at, queue);
+    at = put(buf, at, "}:");
+    at = put(buf, at, kind);
+    buf[at] = '\0';
 }
 
 void tq_key_task(char buf[TQ_KEY_MAX], const char *prefix, const char *queue, const char *kind,
                  const char *id)
 {
-    snprintf(buf, TQ_KEY_MAX, "%s{%s}:%s:%s", prefix, queue, kind, id);
+    size_t at = put(buf, 0, prefix);
+    at = put(buf, at, "{");
+    at = put(buf, at, queue);
+    at = put(buf, at, "}:");
+    at = put(buf, at, kind);
+    at = put(buf, at, ":");
+    at = put(buf, at, id);
+    buf[at] = '\0';
 }
 
 void tq_key_global(char buf[TQ_KEY_MAX], const char *prefix, const char *name)

@@ -5,8 +5,11 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+
+#include "common/tq_util.h"
 
 static void describe(const tq_url *u, char *buf, size_t len)
 {
@@ -76,9 +79,32 @@ int tq_reply_is_error(const redisReply *r, const char *prefix)
     return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
 }
 
+/* Format cmd as RESP ourselves (one pass of memcpy; hiredis's argv
+ * formatting goes through sdscatfmt per argument, a hot spot of bulk
+ * enqueue) and queue it on the context. */
 static int append(redisContext *c, const tq_cmd *cmd)
 {
-    return redisAppendCommandArgv(c, cmd->argc, (const char **)(void *)cmd->argv, cmd->argvlen);
+    size_t total = 1 + 21 + 2;
+    for (int i = 0; i < cmd->argc; i++)
+        total += 1 + 21 + 2 + cmd->argvlen[i] + 2;
+    char *buf = tq_xmalloc(total), *o = buf;
+    *o++ = '*';
+    o += tq_fmt_ll(o, cmd->argc);
+    *o++ = '\r';
+    *o++ = '\n';
+    for (int i = 0; i < cmd->argc; i++) {
+        *o++ = '$';
+        o += tq_fmt_ll(o, (long long)cmd->argvlen[i]);
+        *o++ = '\r';
+        *o++ = '\n';
+        memcpy(o, cmd->argv[i], cmd->argvlen[i]);
+        o += cmd->argvlen[i];
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    int rc = redisAppendFormattedCommand(c, buf, (size_t)(o - buf));
+    free(buf);
+    return rc;
 }
 
 redisReply *tq_sconn_run(redisContext *c, tq_cmd *cmd)
@@ -91,13 +117,31 @@ redisReply *tq_sconn_run(redisContext *c, tq_cmd *cmd)
 
 int tq_sconn_pipeline(redisContext *c, tq_cmd *cmds, size_t n, redisReply **replies)
 {
-    size_t i;
-    int again = 0;
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         replies[i] = NULL;
         if (append(c, &cmds[i]) != REDIS_OK)
             return -1;
     }
+    return tq_sconn_collect(c, cmds, n, replies);
+}
+
+int tq_sconn_send(redisContext *c, const tq_cmd *cmd)
+{
+    int done = 0;
+    if (append(c, cmd) != REDIS_OK)
+        return -1;
+    while (!done)
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return -1;
+    return 0;
+}
+
+int tq_sconn_collect(redisContext *c, tq_cmd *cmds, size_t n, redisReply **replies)
+{
+    size_t i;
+    int again = 0;
+    for (i = 0; i < n; i++)
+        replies[i] = NULL;
     for (i = 0; i < n; i++) {
         void *r;
         if (redisGetReply(c, &r) != REDIS_OK)

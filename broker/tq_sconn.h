@@ -24,6 +24,14 @@ redisReply *tq_sconn_run(redisContext *c, tq_cmd *cmd);
  * not received are NULL). */
 int tq_sconn_pipeline(redisContext *c, tq_cmd *cmds, size_t n, redisReply **replies);
 
+/* The same in two halves, so the caller can build the next command while
+ * Redis already runs the previous one: tq_sconn_send queues cmd and writes
+ * it out at once; tq_sconn_collect then reads the replies of the n commands
+ * sent since (the NOSCRIPT fallback included). cmds must stay valid until
+ * then. Both return 0 or -1 as tq_sconn_pipeline. */
+int tq_sconn_send(redisContext *c, const tq_cmd *cmd);
+int tq_sconn_collect(redisContext *c, tq_cmd *cmds, size_t n, redisReply **replies);
+
 /* 1 when the reply is an error starting with `prefix` ("NOSCRIPT"). */
 int tq_reply_is_error(const redisReply *r, const char *prefix);
 

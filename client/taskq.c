@@ -50,9 +50,9 @@ struct taskq_client {
     int resent;       /* the current batch was sent twice (stale link) */
     unsigned cached;  /* bit per tq_script_id known cached on this connection */
     tq_keyring *keys; /* signing key (first entry), NULL: unsigned */
+    tq_jw msgbuf;     /* the message being built (build_message), reused */
     sig_entry sigs[SIG_CACHE_MAX];
     size_t nsigs;
-    tq_idgen *ids; /* task ids, drawn from the kernel 250 at a time */
     int err;
     char errstr[768];
 };
@@ -182,7 +182,7 @@ taskq_client *taskq_client_new(const char *url)
     c->timeout = 5.0;
     c->validate = 1;
     c->queue_cap = DEFAULT_QUEUE_CAP;
-    c->ids = tq_idgen_new(); /* NULL is fine: ids then come one getrandom each */
+    tq_jw_init(&c->msgbuf);
     tq_msg_limits_default(&c->limits);
     snprintf(c->prefix, sizeof(c->prefix), "%s", TQ_DEFAULT_PREFIX);
     if ((env = getenv("TASKQ_PREFIX")) && *env)
@@ -231,7 +231,7 @@ void taskq_client_free(taskq_client *c)
         tq_sig_free(c->sigs[i].sig);
     }
     tq_keyring_free(c->keys);
-    tq_idgen_free(c->ids);
+    tq_jw_free(&c->msgbuf);
     free(c);
 }
 
@@ -724,11 +724,11 @@ static void sign_message(const taskq_client *c, char **s, size_t *len)
     *len = slen;
 }
 
-/* Build the enqueue command for t; on error returns a code with errstr set. */
-/* Check, encode and sign t's message: its id into id, the bytes into *msg
- * (malloc'd) and *msglen. On error returns a code with errstr set. */
-static int build_message(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE], char **msg,
-                         size_t *msglen)
+/* Check, encode and sign t's message into c->msgbuf (from offset 0; valid
+ * until the next call). id: t's own id, else the random one it holds on
+ * entry (the caller generates ids in bulk). On error returns a code with
+ * errstr set. */
+static int build_message(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE])
 {
     char err[256];
     if (t->errstr[0])
@@ -743,42 +743,49 @@ static int build_message(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_
     }
     if (t->id[0])
         snprintf(id, TASKQ_ID_SIZE, "%s", t->id);
-    else
-        tq_idgen_next(c->ids, id);
-    tq_msg_fields f = {id,         t->name, t->queue, t->args,    t->kwargs, tq_now_ms(),
-                       t->retries, 0,       0,        t->soft_ms, t->hard_ms};
-    int64_t now = f.created_ms;
+    /* Written straight into a reused buffer: no jansson tree per task. */
+    int64_t now = tq_now_ms();
+    tq_msg_fields f = {.id = id,
+                       .task = t->name,
+                       .queue = t->queue,
+                       .args = t->args,
+                       .kwargs = t->kwargs,
+                       .created_ms = now,
+                       .retries = t->retries,
+                       .soft_limit_ms = t->soft_ms,
+                       .hard_limit_ms = t->hard_ms};
     if (t->eta_ms || t->countdown_ms)
         f.eta_ms = t->eta_ms > now + t->countdown_ms ? t->eta_ms : now + t->countdown_ms;
     if (t->expires_ms_rel)
         f.expires_ms = now + t->expires_ms_rel;
-    size_t len;
-    char *s = tq_msg_encode_fields(&f, &c->limits, t->name, &len, err, sizeof(err));
-    if (!s)
+    tq_jw_reset(&c->msgbuf);
+    if (tq_msg_write_new(&c->msgbuf, &f, &c->limits, err, sizeof(err)) < 0)
         return fail(c, TASKQ_ETOOBIG, "%s", err);
-    if (len > c->limits.max_bytes) {
-        free(s);
+    size_t len = c->msgbuf.len;
+    if (len > c->limits.max_bytes)
         return fail(c, TASKQ_ETOOBIG, "%s: message of %zu bytes exceeds %zu (limit max_bytes)",
                     t->name, len, c->limits.max_bytes);
+    if (tq_keyring_count(c->keys) > 0) {
+        char *s = tq_xstrndup(c->msgbuf.buf, len);
+        sign_message(c, &s, &len);
+        tq_jw_reset(&c->msgbuf);
+        tq_jw_raw(&c->msgbuf, s, len);
+        free(s);
     }
-    sign_message(c, &s, &len);
-    *msg = s;
-    *msglen = len;
     return 0;
 }
 
 /* A one-task enqueue_many command for t (taskq_submit_wait pipelines it). */
 static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char id[TASKQ_ID_SIZE])
 {
-    char *s;
-    size_t len;
-    int rc = build_message(c, t, id, &s, &len);
+    tq_random_id(id);
+    int rc = build_message(c, t, id);
     if (rc < 0)
         return rc;
-    tq_cmd_enqueue_many_begin(cmd, c->prefix, t->queue, c->queue_cap);
-    tq_cmd_enqueue_many_add(cmd, c->prefix, t->queue, id, s, len, t->countdown_ms, t->eta_ms);
+    tq_cmd_enqueue_many_begin(cmd, c->prefix, t->queue, c->queue_cap, !t->id[0]);
+    tq_cmd_enqueue_many_add(cmd, c->prefix, t->queue, id, c->msgbuf.buf, c->msgbuf.len,
+                            t->countdown_ms, t->eta_ms);
     tq_cmd_enqueue_many_end(cmd);
-    free(s);
     return 0;
 }
 
@@ -809,6 +816,8 @@ int taskq_submit(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_SIZE])
 }
 
 #define ENQUEUE_BATCH 256
+/* The first call of a submission is smaller, so Redis starts on it sooner. */
+#define ENQUEUE_FIRST_BATCH 64
 
 int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
                       char (*ids)[TASKQ_ID_SIZE], int *codes)
@@ -816,7 +825,9 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
     int first = 0;
     size_t i, ncmd = 0;
     /* Consecutive tasks of one queue share an enqueue_many call (at most
-     * ENQUEUE_BATCH each); all calls go out in one pipelined round trip. */
+     * ENQUEUE_BATCH each); all calls go out in one pipelined round trip,
+     * each written as soon as it is built so that Redis runs it while the
+     * next one is built. */
     tq_cmd *cmds = tq_xcalloc(n ? n : 1, sizeof(*cmds));
     size_t *start = tq_xcalloc(n ? n : 1, sizeof(*start)); /* first task of each call */
     size_t *count = tq_xcalloc(n ? n : 1, sizeof(*count));
@@ -836,11 +847,21 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
 
     if (c->validate)
         refresh_sigs(c, tasks, n);
+    tq_random_ids(idv[0], TASKQ_ID_SIZE, n);
     const char *cur_queue = NULL;
+    int cur_fresh = 0;
+    int fresh_link = 0, linked = -1; /* -1: not connected yet; 0: a send failed */
+#define SEND(cmd)                                                                                  \
+    do {                                                                                           \
+        if (linked < 0) {                                                                          \
+            fresh_link = c->rc == NULL;                                                            \
+            linked = ensure_conn(c) == 0;                                                          \
+        }                                                                                          \
+        if (linked)                                                                                \
+            linked = tq_sconn_send(c->rc, (cmd)) == 0;                                             \
+    } while (0)
     for (i = 0; i < n; i++) {
-        char *msg;
-        size_t len;
-        int rc = build_message(c, tasks[i], idv[i], &msg, &len);
+        int rc = build_message(c, tasks[i], idv[i]);
         if (codes)
             codes[i] = rc;
         if (rc < 0) {
@@ -848,28 +869,40 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
             continue;
         }
         const taskq_task *t = tasks[i];
-        if (ncmd == 0 || strcmp(cur_queue, t->queue) != 0 || count[ncmd - 1] == ENQUEUE_BATCH) {
-            if (ncmd > 0)
+        /* A call's ids are all generated here (fresh: Redis skips the
+         * duplicate check) or not: see docs/PROTOCOL.md#enqueue_many. */
+        int fresh = !t->id[0];
+        if (ncmd == 0 || strcmp(cur_queue, t->queue) != 0 || cur_fresh != fresh ||
+            count[ncmd - 1] == (ncmd == 1 ? ENQUEUE_FIRST_BATCH : ENQUEUE_BATCH)) {
+            if (ncmd > 0) {
                 tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
+                SEND(&cmds[ncmd - 1]);
+            }
             tq_cmd_init(&cmds[ncmd]);
-            tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap);
+            tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap, fresh);
+            cur_fresh = fresh;
             start[ncmd] = nok;
             count[ncmd] = 0;
             ncmd++;
             cur_queue = t->queue;
         }
-        tq_cmd_enqueue_many_add(&cmds[ncmd - 1], c->prefix, t->queue, idv[i], msg, len,
-                                t->countdown_ms, t->eta_ms);
-        free(msg);
+        tq_cmd_enqueue_many_add(&cmds[ncmd - 1], c->prefix, t->queue, idv[i], c->msgbuf.buf,
+                                c->msgbuf.len, t->countdown_ms, t->eta_ms);
         count[ncmd - 1]++;
         which[nok++] = i;
     }
-    if (ncmd > 0)
-        tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
     if (ncmd > 0) {
-        int fresh = c->rc == NULL, again = 0;
-        if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, ncmd, replies) < 0 &&
-            !conn_lost(c) && !fresh) {
+        tq_cmd_enqueue_many_end(&cmds[ncmd - 1]);
+        SEND(&cmds[ncmd - 1]);
+    }
+#undef SEND
+    if (ncmd > 0) {
+        int again = 0;
+        if (linked && tq_sconn_collect(c->rc, cmds, ncmd, replies) == 0)
+            linked = 1;
+        else if (c->rc)
+            linked = 0;
+        if (!linked && c->rc && !conn_lost(c) && !fresh_link) {
             /* The link was stale (e.g. Redis restarted since the last call):
              * send the batch once more on a new one. A task of the first try
              * that did reach Redis is then refused as a duplicate of its own
@@ -877,6 +910,7 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
             for (size_t k = 0; k < ncmd; k++) {
                 freeReplyObject(replies[k]);
                 replies[k] = NULL;
+                tq_cmd_enqueue_many_unfresh(&cmds[k]);
             }
             again = 1;
             if (ensure_conn(c) == 0 && tq_sconn_pipeline(c->rc, cmds, ncmd, replies) < 0)

@@ -227,25 +227,10 @@ void tq_jw_key(tq_jw *w, const char *key)
     w->after_key = 1;
 }
 
-/* Decimal digits of v into the end of buf; returns where they start. */
-static char *u64_digits(uint64_t v, char *end)
-{
-    do {
-        *--end = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return end;
-}
-
 static void write_int(tq_jw *w, int64_t v)
 {
-    char b[24];
-    char *end = b + sizeof(b);
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    char *s = u64_digits(u, end);
-    if (v < 0)
-        *--s = '-';
-    put(w, s, (size_t)(end - s));
+    grow(w, 24);
+    w->len += tq_fmt_ll(w->buf + w->len, (long long)v);
 }
 
 void tq_jw_int(tq_jw *w, int64_t v)
@@ -258,26 +243,16 @@ void tq_jw_ms(tq_jw *w, double ms)
 {
     if (!(ms >= 0) || ms > 9e12)
         ms = ms > 9e12 ? 9e12 : 0; /* NaN and negatives: 0 */
-    uint64_t us = (uint64_t)(ms * 1000.0 + 0.5);
-    char b[32];
-    char *end = b + sizeof(b);
-    char *s;
-    unsigned frac = (unsigned)(us % 1000);
-    if (frac == 0) {
-        s = u64_digits(us / 1000, end);
-    } else {
-        /* Three decimals, trailing zeros dropped: 12.5, 0.042. */
-        char f[3] = {(char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
-                     (char)('0' + frac % 10)};
-        int nf = f[2] != '0' ? 3 : f[1] != '0' ? 2 : 1;
-        char *fe = end;
-        s = fe - nf;
-        memcpy(s, f, (size_t)nf);
-        *--s = '.';
-        s = u64_digits(us / 1000, s);
-    }
+    int64_t us = (int64_t)(ms * 1000.0 + 0.5);
+    int frac = (int)(us % 1000);
     sep(w);
-    put(w, s, (size_t)(end - s));
+    write_int(w, us / 1000);
+    if (frac) {
+        /* Three decimals, trailing zeros dropped: 12.5, 0.042. */
+        char f[4] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
+                     (char)('0' + frac % 10)};
+        put(w, f, f[3] != '0' ? 4 : f[2] != '0' ? 3 : 2);
+    }
 }
 
 void tq_jw_null(tq_jw *w)

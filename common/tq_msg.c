@@ -371,82 +371,94 @@ char *tq_msg_encode(const tq_msg *m, size_t *len)
     return tq_jw_take(&w, len);
 }
 
-char *tq_msg_encode_fields(const tq_msg_fields *f, const tq_msg_limits *lim, const char *what,
-                           size_t *len, char *err, size_t errlen)
+int tq_msg_write_new(tq_jw *jw, const tq_msg_fields *f, const tq_msg_limits *lim, char *err,
+                     size_t errlen)
 {
+    /* The limits over the whole message, checked in the order the walk of
+     * tq_msg_check_value visits it (same errors): the root, then each field's
+     * key and value, in the encoding's order. */
+    struct {
+        const char *key, *str;
+        const json_t *json;
+        int present;
+    } fs[] = {{"v", NULL, NULL, 1},
+              {"id", f->id, NULL, 1},
+              {"task", f->task, NULL, 1},
+              {"args", NULL, f->args, 1},
+              {"kwargs", NULL, f->kwargs, 1},
+              {"queue", f->queue, NULL, 1},
+              {"attempts", NULL, NULL, 1},
+              {"created_ms", NULL, NULL, 1},
+              {"retries", NULL, NULL, f->retries >= 0},
+              {"eta_ms", NULL, NULL, f->eta_ms != 0},
+              {"expires_ms", NULL, NULL, f->expires_ms != 0},
+              {"soft_limit_ms", NULL, NULL, f->soft_limit_ms != 0},
+              {"hard_limit_ms", NULL, NULL, f->hard_limit_ms != 0}};
+    walk wk = {lim, 1, err, errlen, f->task};
+    if (lim->max_elements < 1) {
+        snprintf(err, errlen, "%s: more than %zu elements (limit max_elements)", f->task,
+                 lim->max_elements);
+        return TQ_MSG_ELIMIT;
+    }
+    if (lim->max_depth < 1) {
+        snprintf(err, errlen, "%s: nesting deeper than %d (limit max_depth)", f->task,
+                 lim->max_depth);
+        return TQ_MSG_ELIMIT;
+    }
+    for (size_t i = 0; i < sizeof(fs) / sizeof(fs[0]); i++) {
+        if (!fs[i].present)
+            continue;
+        if (strlen(fs[i].key) > lim->max_string) {
+            snprintf(err, errlen, "%s: a key exceeds %zu bytes (limit max_string)", f->task,
+                     lim->max_string);
+            return TQ_MSG_ELIMIT;
+        }
+        if (fs[i].json) {
+            if (walk_value(&wk, fs[i].json, 1) < 0)
+                return TQ_MSG_ELIMIT;
+            continue;
+        }
+        if (++wk.elements > lim->max_elements) {
+            snprintf(err, errlen, "%s: more than %zu elements (limit max_elements)", f->task,
+                     lim->max_elements);
+            return TQ_MSG_ELIMIT;
+        }
+        if (fs[i].str && strlen(fs[i].str) > lim->max_string) {
+            snprintf(err, errlen, "%s: a string of %zu bytes exceeds %zu (limit max_string)",
+                     f->task, strlen(fs[i].str), lim->max_string);
+            return TQ_MSG_ELIMIT;
+        }
+    }
+    /* The order of tq_msg_new, then the setters of the submitting client. */
     static const char *const opt_name[] = {"retries", "eta_ms", "expires_ms", "soft_limit_ms",
                                            "hard_limit_ms"};
     const int64_t opt_val[] = {f->retries, f->eta_ms, f->expires_ms, f->soft_limit_ms,
                                f->hard_limit_ms};
-    const size_t nopt = sizeof(opt_name) / sizeof(opt_name[0]);
-    const char *strs[] = {f->id, f->task, f->queue};
-    json_t *empty_args = NULL, *empty_kwargs = NULL;
-    const json_t *args = f->args, *kwargs = f->kwargs;
-    char *text = NULL;
-
-    if (!args)
-        args = empty_args = json_array();
-    if (!kwargs)
-        kwargs = empty_kwargs = json_object();
-    /* The limits exactly as tq_msg_check_value counts them on the whole
-     * message: the root object (depth 1), then every member value: v, id,
-     * task, queue, attempts, created_ms, the optional integers present, and
-     * args and kwargs with everything inside them. */
-    walk w = {lim, 0, err, errlen, what};
-    size_t scalars = 6;
-    for (size_t i = 0; i < nopt; i++)
-        scalars += i == 0 ? opt_val[i] >= 0 : opt_val[i] != 0;
-    w.elements = 1 + scalars;
-    if (w.elements > lim->max_elements) {
-        snprintf(err, errlen, "%s: more than %zu elements (limit max_elements)", what,
-                 lim->max_elements);
-        goto out;
-    }
-    if (lim->max_depth < 1) {
-        snprintf(err, errlen, "%s: nesting deeper than %d (limit max_depth)", what, lim->max_depth);
-        goto out;
-    }
-    for (size_t i = 0; i < 3; i++) {
-        if (strlen(strs[i]) > lim->max_string) {
-            snprintf(err, errlen, "%s: a string of %zu bytes exceeds %zu (limit max_string)", what,
-                     strlen(strs[i]), lim->max_string);
-            goto out;
-        }
-    }
-    if (walk_value(&w, args, 1) < 0 || walk_value(&w, kwargs, 1) < 0)
-        goto out;
-
-    tq_jw jw;
-    tq_jw_init(&jw);
-    tq_jw_object(&jw);
-    tq_jw_key(&jw, "v");
-    tq_jw_int(&jw, TQ_PROTOCOL_VERSION);
-    tq_jw_key(&jw, "id");
-    tq_jw_str(&jw, f->id);
-    tq_jw_key(&jw, "task");
-    tq_jw_str(&jw, f->task);
-    tq_jw_key(&jw, "args");
-    tq_jw_json(&jw, args);
-    tq_jw_key(&jw, "kwargs");
-    tq_jw_json(&jw, kwargs);
-    tq_jw_key(&jw, "queue");
-    tq_jw_str(&jw, f->queue);
-    tq_jw_key(&jw, "attempts");
-    tq_jw_int(&jw, 0);
-    tq_jw_key(&jw, "created_ms");
-    tq_jw_int(&jw, f->created_ms);
-    for (size_t i = 0; i < nopt; i++) {
+    tq_jw_object(jw);
+    tq_jw_key(jw, "v");
+    tq_jw_int(jw, TQ_PROTOCOL_VERSION);
+    tq_jw_key(jw, "id");
+    tq_jw_str(jw, f->id);
+    tq_jw_key(jw, "task");
+    tq_jw_str(jw, f->task);
+    tq_jw_key(jw, "args");
+    tq_jw_json(jw, f->args);
+    tq_jw_key(jw, "kwargs");
+    tq_jw_json(jw, f->kwargs);
+    tq_jw_key(jw, "queue");
+    tq_jw_str(jw, f->queue);
+    tq_jw_key(jw, "attempts");
+    tq_jw_int(jw, 0);
+    tq_jw_key(jw, "created_ms");
+    tq_jw_int(jw, f->created_ms);
+    for (size_t i = 0; i < sizeof(opt_name) / sizeof(opt_name[0]); i++) {
         if (i == 0 ? opt_val[i] < 0 : opt_val[i] == 0)
-            continue;
-        tq_jw_key(&jw, opt_name[i]);
-        tq_jw_int(&jw, opt_val[i]);
+            continue; /* absent: retries -1, the others 0 */
+        tq_jw_key(jw, opt_name[i]);
+        tq_jw_int(jw, opt_val[i]);
     }
-    tq_jw_end(&jw);
-    text = tq_jw_take(&jw, len);
-out:
-    json_decref(empty_args);
-    json_decref(empty_kwargs);
-    return text;
+    tq_jw_end(jw);
+    return 0;
 }
 
 json_t *tq_msg_record_new(const tq_msg *m, const char *state)

@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tq_jw.h"
+#include "tq_util.h"
+
 #define TQ_PROTOCOL_VERSION 1
 
 typedef struct tq_msg_limits {
@@ -75,24 +78,25 @@ void tq_msg_add_error(tq_msg *m, int64_t attempt, const char *type, const char *
 /* Compact encoding; returns a malloc'd string and its length in *len. */
 char *tq_msg_encode(const tq_msg *m, size_t *len);
 
-/* What a client sets on a new message (attempts is 0). */
+/* The fields of a message being submitted (attempts 0, no errors). Strings
+ * and JSON values are borrowed. */
 typedef struct tq_msg_fields {
     const char *id, *task, *queue;
-    const json_t *args;   /* an array; NULL: [] */
-    const json_t *kwargs; /* an object; NULL: {} */
+    const json_t *args, *kwargs; /* an array and an object */
     int64_t created_ms;
     int64_t retries;                                          /* -1: absent */
     int64_t eta_ms, expires_ms, soft_limit_ms, hard_limit_ms; /* 0: absent */
 } tq_msg_fields;
 
-/* A new message's text straight from its fields: the same message that
- * tq_msg_new, the setters, tq_msg_check_value on its root and tq_msg_encode
- * give, without building (and copying args into) a tree: the client's
- * submit path. Returns the malloc'd text and its length in *len, or NULL
- * with the limit error in err (`what` names the message, as in
- * tq_msg_check_value). */
-char *tq_msg_encode_fields(const tq_msg_fields *f, const tq_msg_limits *lim, const char *what,
-                           size_t *len, char *err, size_t errlen);
+/* Write the compact encoding of a new message into jw (one document: the
+ * caller resets it first) without building a jansson tree for it: the same
+ * JSON as tq_msg_new + setters + tq_msg_encode (same field order), for
+ * submitting in bulk. The limits are checked as tq_msg_check_value would on
+ * the whole message (what = the task name in the error), before anything is
+ * written: on a limit error jw is unchanged and TQ_MSG_ELIMIT returned, else
+ * 0. max_bytes is the caller's check. */
+int tq_msg_write_new(tq_jw *jw, const tq_msg_fields *f, const tq_msg_limits *lim, char *err,
+                     size_t errlen);
 
 /* A result record skeleton for this message: v, id, task, queue, state,
  * attempts, created_ms and errors (copied). New reference. */

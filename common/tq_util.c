@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,54 +124,37 @@ void tq_random_hex(char *out, size_t nbytes)
     to_hex(raw, nbytes, out);
 }
 
-/* One page, wiped to zeros in a forked child: `filled` then reads 0. */
-struct tq_idgen {
-    int filled;
-    size_t pos; /* bytes handed out */
-    unsigned char buf[4000];
-};
-
-tq_idgen *tq_idgen_new(void)
-{
-    long page = sysconf(_SC_PAGESIZE);
-    if (page <= 0 || (size_t)page < sizeof(tq_idgen))
-        return NULL;
-    void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    if (madvise(p, (size_t)page, MADV_WIPEONFORK) < 0) {
-        munmap(p, (size_t)page);
-        return NULL;
-    }
-    return p;
-}
-
-void tq_idgen_free(tq_idgen *g)
-{
-    if (g)
-        munmap(g, (size_t)sysconf(_SC_PAGESIZE));
-}
-
-void tq_idgen_next(tq_idgen *g, char out[33])
-{
-    if (!g) {
-        tq_random_id(out);
-        return;
-    }
-    if (!g->filled || g->pos + 16 > sizeof(g->buf)) {
-        random_bytes(g->buf, sizeof(g->buf));
-        g->pos = 0;
-        g->filled = 1;
-    }
-    to_hex(g->buf + g->pos, 16, out);
-    /* Used bytes are wiped: ids are not secrets, but no copy lingers. */
-    memset(g->buf + g->pos, 0, 16);
-    g->pos += 16;
-}
-
 void tq_random_id(char out[33])
 {
     tq_random_hex(out, 16);
+}
+
+void tq_random_ids(char *out, size_t stride, size_t n)
+{
+    unsigned char raw[128 * 16];
+    for (size_t base = 0; base < n; base += 128) {
+        size_t k = n - base < 128 ? n - base : 128;
+        random_bytes(raw, k * 16);
+        for (size_t i = 0; i < k; i++)
+            to_hex(raw + i * 16, 16, out + (base + i) * stride);
+    }
+}
+
+size_t tq_fmt_ll(char *buf, long long v)
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
 }
 
 static int valid_chars(const char *s, size_t max, const char *extra)

@@ -26,24 +26,20 @@ int64_t tq_mono_us(void);
 
 /* Fill `out` (33 bytes) with 32 lowercase hex digits from getrandom(2). */
 void tq_random_id(char out[33]);
+/* n ids as tq_random_id at out, out + stride, ... (stride >= 33), with one
+ * getrandom(2) per 128 ids. */
+void tq_random_ids(char *out, size_t stride, size_t n);
 /* Fill `out` (2*nbytes+1 bytes) with random hex. */
 void tq_random_hex(char *out, size_t nbytes);
-
-/* Random ids in bulk: one getrandom(2) per 250 ids instead of one each
- * (the kernel's cost per call showed in bulk submits). The bytes live in a
- * page the kernel wipes in a forked child (MADV_WIPEONFORK), so parent and
- * child never hand out the same id; where that is not available every id
- * comes straight from getrandom. */
-typedef struct tq_idgen tq_idgen;
-tq_idgen *tq_idgen_new(void);
-void tq_idgen_free(tq_idgen *g);
-/* Accepts NULL: then one getrandom per id. */
-void tq_idgen_next(tq_idgen *g, char out[33]);
 
 /* Validators: 1 when the string is an acceptable name (docs/PROTOCOL.md). */
 int tq_valid_id(const char *s);
 int tq_valid_queue(const char *s);
 int tq_valid_task_name(const char *s);
+
+/* Decimal text of v into buf (>= 21 bytes), NUL-terminated; returns its
+ * length. snprintf's "%lld" without the format parsing (hot paths). */
+size_t tq_fmt_ll(char *buf, long long v);
 
 /* Parse a duration in seconds ("1.5") into milliseconds; -1 when invalid. */
 int64_t tq_parse_seconds_ms(const char *s);

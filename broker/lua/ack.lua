@@ -1,19 +1,31 @@
 -- ack: settle a batch of finished tasks, fenced by the batch's token.
 -- docs/PROTOCOL.md#ack
--- KEYS: msg, lease, owner, lost, then result:<id>, done:<id> per task
--- ARGV: token, result_ttl_ms, n, then id, state, record per task
+-- KEYS: msg, lease, owner, lost, then done:<id> per task
+-- ARGV: token, result_ttl_ms, n, then id, record per task
+-- The final record goes into the done list itself (one key per task, which
+-- waiters block on); a RETRY or progress record left in result:<id> is
+-- shadowed by it and expires on its own, before the done list does.
 local token = ARGV[1]
+local fence = token .. ' ' -- an owner is "<token> <worker-id>"
 local ttl = ARGV[2]
 local n = tonumber(ARGV[3])
-local out, settled = {}, {}
+local out, settled, seen = {}, {}, {}
+-- One HMGET per chunk reads the owners (fences) of the whole batch.
+local owners = {}
+for i = 1, n, 500 do
+  local ids = {}
+  for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[2 + k * 2] end
+  local os = redis.call('HMGET', KEYS[3], unpack(ids))
+  for k = 1, #ids do owners[i + k - 1] = os[k] end
+end
 for i = 1, n do
-  local id = ARGV[1 + i * 3]
-  local o = redis.call('HGET', KEYS[3], id)
-  if o and string.match(o, '^%d+') == token then
-    local dk = KEYS[4 + i * 2]
-    redis.call('SET', KEYS[3 + i * 2], ARGV[3 + i * 3], 'PX', ttl)
+  local id = ARGV[2 + i * 2]
+  local o = owners[i]
+  if o and not seen[id] and string.find(o, fence, 1, true) == 1 then
+    local dk = KEYS[4 + i]
+    seen[id] = true
     -- enqueue cleared any old done list: this element is its only one.
-    redis.call('RPUSH', dk, ARGV[2 + i * 3])
+    redis.call('RPUSH', dk, ARGV[3 + i * 2])
     redis.call('PEXPIRE', dk, ttl)
     settled[#settled + 1] = id
     out[i] = 1

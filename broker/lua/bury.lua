@@ -27,8 +27,8 @@ for i = 1, #old, 500 do
   redis.call('ZREM', KEYS[5], unpack(chunk))
   redis.call('HDEL', KEYS[6], unpack(chunk))
 end
-redis.call('SET', KEYS[7], ARGV[4], 'PX', ARGV[5])
-redis.call('DEL', KEYS[8])
-redis.call('RPUSH', KEYS[8], 'FAILURE')
+-- The final record lives in the done list; an older intermediate record goes.
+redis.call('DEL', KEYS[7], KEYS[8])
+redis.call('RPUSH', KEYS[8], ARGV[4])
 redis.call('PEXPIRE', KEYS[8], ARGV[5])
 return 1

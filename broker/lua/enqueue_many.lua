@@ -1,30 +1,51 @@
 -- enqueue_many: enqueue a batch of tasks of one queue in one call: the same
 -- effect as one enqueue per task, in order. docs/PROTOCOL.md#enqueue_many
--- KEYS: msg, pending, delayed, then result:<id>, done:<id> per task
--- ARGV: cap, wake_channel, n, then id, message, delay_ms, eta_ms per task
--- (task i's keys are KEYS[2 + 2i] and KEYS[3 + 2i])
+-- KEYS: msg, pending, delayed, then result:<id>, done:<id> per task (fresh 0) or done:<id> per task
+-- ARGV: cap, wake_channel, fresh, n, then id, message, delay_ms, eta_ms per task
+-- fresh = 1: every id was just drawn from 128 random bits by the caller, so
+-- none is queued and none has an old record: the duplicate check and the
+-- clean-up of old records are skipped (the bulk of Redis's enqueue work), and
+-- each task passes only its done key. fresh = 2: the same ids resent after a
+-- broken link: checked for duplicates (the first try may have got through).
 -- Returns one integer per task: 1 queued, 2 delayed, -1 duplicate id, -2 queue full
 local cap = tonumber(ARGV[1])
-local n = tonumber(ARGV[3])
+local fresh = ARGV[3] == '1'
+local cleanup = ARGV[3] == '0'
+local kpt = cleanup and 2 or 1 -- keys per task; task i's done key is KEYS[3 + kpt * i]
+local n = tonumber(ARGV[4])
 local size = cap > 0 and redis.call('HLEN', KEYS[1]) or 0
 local now
-local out, queued, stale, delayed = {}, {}, {}, {}
+local out, queued, stale, delayed, fields = {}, {}, {}, {}, {}
 local earliest
+-- Which ids are queued already: one HMGET per chunk instead of an HSETNX
+-- per task; `seen` catches an id given twice in this batch.
+local exists, seen = {}, {}
+for i = 1, fresh and 0 or n, 500 do
+  local ids = {}
+  for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[5 + (k - 1) * 4] end
+  local ms = redis.call('HMGET', KEYS[1], unpack(ids))
+  for k = 1, #ids do exists[i + k - 1] = ms[k] end
+end
 for i = 1, n do
-  local b = 3 + (i - 1) * 4
+  local b = 4 + (i - 1) * 4
   local id, delay, eta = ARGV[b + 1], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   if cap > 0 and size >= cap then
     -- A submit-and-wait pipelines a blocking wait on done:<id> behind this
     -- call: wake it now rather than at its time-out.
-    redis.call('RPUSH', KEYS[3 + i * 2], 'REFUSED')
-    redis.call('PEXPIRE', KEYS[3 + i * 2], 60000)
+    redis.call('RPUSH', KEYS[3 + kpt * i], 'REFUSED')
+    redis.call('PEXPIRE', KEYS[3 + kpt * i], 60000)
     out[i] = -2
-  elseif redis.call('HSETNX', KEYS[1], id, ARGV[b + 2]) == 0 then
+  elseif exists[i] or seen[id] then
     out[i] = -1
   else
+    fields[#fields + 1] = id
+    fields[#fields + 1] = ARGV[b + 2]
     size = size + 1
-    stale[#stale + 1] = KEYS[2 + i * 2]
-    stale[#stale + 1] = KEYS[3 + i * 2]
+    if not fresh then seen[id] = true end
+    if cleanup then
+      stale[#stale + 1] = KEYS[2 + i * 2]
+      stale[#stale + 1] = KEYS[3 + i * 2]
+    end
     local due = 0
     if delay > 0 or eta > 0 then
       if not now then
@@ -47,6 +68,9 @@ for i = 1, n do
   end
 end
 -- Multi-key commands in chunks (unpack of thousands overflows Lua's stack).
+for i = 1, #fields, 1000 do
+  redis.call('HSET', KEYS[1], unpack(fields, i, math.min(i + 999, #fields)))
+end
 for i = 1, #stale, 500 do
   redis.call('DEL', unpack(stale, i, math.min(i + 499, #stale)))
 end

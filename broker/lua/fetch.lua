@@ -5,17 +5,22 @@
 -- Returns: token, next_due_ms (-1: none), now_ms, then id, message, lost per task
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
--- Move in chunks: unpack() of thousands of values overflows Lua's stack, and
--- a script that fails half-way is not rolled back. Remove first, then push,
--- so a failure can never leave an id in both places.
-for i = 1, #due, 500 do
-  local chunk = {unpack(due, i, math.min(i + 499, #due))}
-  redis.call('ZREM', KEYS[6], unpack(chunk))
-  redis.call('LPUSH', KEYS[1], unpack(chunk))
+-- The earliest delayed task first: when nothing is due (the usual case) that
+-- one read is all the promotion costs.
+local first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+if first[2] ~= nil and tonumber(first[2]) <= now then
+  local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+  -- Move in chunks: unpack() of thousands of values overflows Lua's stack, and
+  -- a script that fails half-way is not rolled back. Remove first, then push,
+  -- so a failure can never leave an id in both places.
+  for i = 1, #due, 500 do
+    local chunk = {unpack(due, i, math.min(i + 499, #due))}
+    redis.call('ZREM', KEYS[6], unpack(chunk))
+    redis.call('LPUSH', KEYS[1], unpack(chunk))
+  end
+  first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
 end
 local next_due = -1
-local first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
 if first[2] ~= nil then next_due = tonumber(first[2]) end
 local max = tonumber(ARGV[2])
 local out = {0, next_due, now}
@@ -23,7 +28,8 @@ if max <= 0 then return out end
 local token = redis.call('INCR', KEYS[5])
 out[1] = token
 local owner = token .. ' ' .. ARGV[1]
-local deadline = now + tonumber(ARGV[3])
+-- As a string once: a Lua number passed to redis.call is formatted per use.
+local deadline = tostring(now + tonumber(ARGV[3]))
 local got = 0
 -- Commands that take many ids at once get them in chunks (see above).
 local function each_chunk(list, fn)
@@ -59,25 +65,42 @@ while got < max and rounds > 0 do
       valid[#valid + 1] = id
     end
   end
-  local leased, msgs = {}, {}
+  local leased, msgs, seen = {}, {}, {}
   each_chunk(valid, function(chunk)
     local ms = redis.call('HMGET', KEYS[2], unpack(chunk))
+    local cand, cmsg, zargs = {}, {}, {}
     for k, id in ipairs(chunk) do
-      -- HSETNX both takes ownership and skips an id that is already held.
-      if ms[k] and redis.call('HSETNX', KEYS[4], id, owner) == 1 then
-        leased[#leased + 1] = id
-        msgs[#msgs + 1] = ms[k]
+      -- A second copy of an id in this very batch is skipped here.
+      if ms[k] and not seen[id] then
+        seen[id] = true
+        cand[#cand + 1] = id
+        cmsg[#cmsg + 1] = ms[k]
+        zargs[#zargs + 1] = deadline
+        zargs[#zargs + 1] = id
       end
     end
+    if #cand == 0 then return end
+    -- A task is held exactly when it has a lease (every script changes
+    -- lease and owner together), so ZADD NX both leases the free ones and,
+    -- by its count, says whether any was held already (by another worker):
+    -- only then are the owners read to tell which (NX left their leases).
+    local held = {}
+    if redis.call('ZADD', KEYS[3], 'NX', unpack(zargs)) < #cand then
+      held = redis.call('HMGET', KEYS[4], unpack(cand))
+    end
+    local own = {}
+    for k, id in ipairs(cand) do
+      if not held[k] then
+        leased[#leased + 1] = id
+        msgs[#msgs + 1] = cmsg[k]
+        own[#own + 1] = id
+        own[#own + 1] = owner
+      end
+    end
+    if #own > 0 then redis.call('HSET', KEYS[4], unpack(own)) end
   end)
   local pos = 0
   each_chunk(leased, function(chunk)
-    local zargs = {}
-    for _, id in ipairs(chunk) do
-      zargs[#zargs + 1] = deadline
-      zargs[#zargs + 1] = id
-    end
-    redis.call('ZADD', KEYS[3], unpack(zargs))
     local lost = redis.call('HMGET', KEYS[7], unpack(chunk))
     for k, id in ipairs(chunk) do
       out[#out + 1] = id

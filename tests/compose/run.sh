@@ -300,7 +300,7 @@ RUN2_PID=""
 sed 's/^/    | /' "$TMP/run2.log"
 [ "$code" -eq 0 ] || fail "second workload exited $code after the kill"
 # shellcheck disable=SC2016,SC2086 # $id is for the container's shell; a list of ids
-records=$(dc exec -T redis sh -c 'for id; do redis-cli GET "taskq:{default}:result:$id"; done' \
+records=$(dc exec -T redis sh -c 'for id; do redis-cli LINDEX "taskq:{default}:done:$id" 0; done' \
     sh $orphans)
 last=0
 for id in $orphans; do

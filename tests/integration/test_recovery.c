@@ -438,6 +438,7 @@ static void assert_put_back(fx *f, char (*ids)[TASKQ_ID_SIZE], int n)
     for (int i = 0; i < n; i++) {
         assert_int_equal(tf_state(f->c, Q, ids[i]), TASKQ_PENDING);
         assert_int_equal(tf_rint(f->rc, "EXISTS taskq:{" Q "}:result:%s", ids[i]), 0);
+        assert_int_equal(tf_rint(f->rc, "EXISTS taskq:{" Q "}:done:%s", ids[i]), 0);
     }
     assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), n);
     assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
@@ -641,6 +642,7 @@ static void test_recovery_eta_hour_not_early_not_duplicated(void **state)
     assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("lease")), 0);
     assert_int_equal(tf_rint(f->rc, "HEXISTS %s %s", K("msg"), id), 1);
     assert_int_equal(tf_rint(f->rc, "EXISTS taskq:{" Q "}:result:%s", id), 0);
+    assert_int_equal(tf_rint(f->rc, "EXISTS taskq:{" Q "}:done:%s", id), 0);
     printf(
         "# faults: eta +1 h: %d workers (2 SIGKILLed) looked at the queue over %lld ms; the task "
         "is still PENDING, once in the delayed set, due at its ETA\n",

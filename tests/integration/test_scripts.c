@@ -389,19 +389,20 @@ static void test_scripts_enqueue_fetch_ack(void **state)
 
     char *rec = make_record("A", "SUCCESS");
     assert_int_equal(ack1(f.token, "A", "SUCCESS", rec), 1);
-    assert_str_reply(cmd_str("GET %s", tk("result", "A")), rec);
-    assert_ttl_within(tk("result", "A"), TTL);
+    /* The final record is the done list's one element; no second key. */
     redisReply *r = cmd("LRANGE %s 0 -1", tk("done", "A"));
     assert_int_equal(r->elements, 1);
-    assert_string_equal(r->element[0]->str, "SUCCESS");
+    assert_string_equal(r->element[0]->str, rec);
     freeReplyObject(r);
     assert_ttl_within(tk("done", "A"), TTL);
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "A")), 0);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("owner")), 0);
     assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
     /* A second ack of the same task is fenced out. */
     assert_int_equal(ack1(f.token, "A", "FAILURE", "other"), 0);
-    assert_str_reply(cmd_str("GET %s", tk("result", "A")), rec);
+    assert_int_equal(cmd_int("LLEN %s", tk("done", "A")), 1);
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), rec);
     fetched_clear(&f);
     free(rec);
     free(m);
@@ -521,7 +522,7 @@ static void test_scripts_enqueue_many(void **state)
          *mc = make_msg("c", 0);
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, PFX, Q, 4); /* room for 3 more after "dup" */
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 4, 0); /* room for 3 more after "dup" */
     tq_cmd_enqueue_many_add(&c, PFX, Q, "a", ma, strlen(ma), 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "dup", md, strlen(md), 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "b", mb, strlen(mb), 60000, 0);
@@ -689,7 +690,7 @@ static void test_scripts_fencing_after_lease_expiry(void **state)
     assert_str_reply(cmd_str("HGET %s F", qk("lost")), "1");
     /* The stale worker cannot settle it now ... */
     assert_int_equal(ack1(f1.token, "F", "SUCCESS", "stale-1"), 0);
-    assert_int_equal(cmd_int("EXISTS %s", tk("result", "F")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);
 
     fetch(&f2, "w2", 1, 10000);
     assert_int_equal(f2.n, 1);
@@ -701,14 +702,15 @@ static void test_scripts_fencing_after_lease_expiry(void **state)
     assert_str_reply(cmd_str("HGET %s F", qk("owner")), owner);
     /* ... nor once another worker holds it. */
     assert_int_equal(ack1(f1.token, "F", "SUCCESS", "stale-2"), 0);
-    assert_int_equal(cmd_int("EXISTS %s", tk("result", "F")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);
     assert_str_reply(cmd_str("HGET %s F", qk("owner")), owner);
 
     char *rec = make_record("F", "SUCCESS");
     assert_int_equal(ack1(f2.token, "F", "SUCCESS", rec), 1);
     /* The late ack of the first worker does not overwrite the result. */
     assert_int_equal(ack1(f1.token, "F", "FAILURE", "stale-3"), 0);
-    assert_str_reply(cmd_str("GET %s", tk("result", "F")), rec);
+    assert_int_equal(cmd_int("LLEN %s", tk("done", "F")), 1);
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "F")), rec);
     assert_int_equal(cmd_int("HEXISTS %s F", qk("lost")), 0);
     free(rec);
     fetched_clear(&f1);
@@ -738,9 +740,9 @@ static void test_scripts_ack_batch(void **state)
     assert_int_equal(r->element[1]->integer, 0);
     assert_int_equal(r->element[2]->integer, 1);
     freeReplyObject(r);
-    assert_str_reply(cmd_str("GET %s", tk("result", "b1")), "r1");
-    assert_str_reply(cmd_str("GET %s", tk("result", "b3")), "r3");
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b3")), "FAILURE");
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b1")), "r1");
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b3")), "r3");
+    assert_ttl_within(tk("done", "b1"), TTL);
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "zz")), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "zz")), 0);
     /* b2 is untouched: still held. */
@@ -853,9 +855,8 @@ static void test_scripts_bury(void **state)
         char *rec = make_record(ids[i], "FAILURE");
         char *entry = tq_xasprintf("{\"id\":\"%s\",\"reason\":\"bad message\"}", ids[i]);
         assert_int_equal(bury(ids[i], f.token, rec, 3, 50000, entry), 1);
-        assert_str_reply(cmd_str("GET %s", tk("result", ids[i])), rec);
-        assert_ttl_within(tk("result", ids[i]), TTL);
-        assert_str_reply(cmd_str("LINDEX %s 0", tk("done", ids[i])), "FAILURE");
+        assert_int_equal(cmd_int("EXISTS %s", tk("result", ids[i])), 0);
+        assert_str_reply(cmd_str("LINDEX %s 0", tk("done", ids[i])), rec);
         assert_int_equal(cmd_int("LLEN %s", tk("done", ids[i])), 1);
         assert_ttl_within(tk("done", ids[i]), TTL);
         assert_str_reply(cmd_str("HGET %s %s", qk("deadmsg"), ids[i]), entry);
@@ -941,9 +942,9 @@ static void test_scripts_revoke(void **state)
     enqueue("B", 0);
     assert_int_equal(revoke("A", rec), 1);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
-    assert_str_reply(cmd_str("GET %s", tk("result", "A")), rec);
-    assert_ttl_within(tk("result", "A"), TTL);
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), "REVOKED");
+    assert_int_equal(cmd_int("EXISTS %s", tk("result", "A")), 0);
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), rec);
+    assert_int_equal(cmd_int("LLEN %s", tk("done", "A")), 1);
     assert_ttl_within(tk("done", "A"), TTL);
     fetched f;
     fetch(&f, "w", 2, 10000);
@@ -953,16 +954,19 @@ static void test_scripts_revoke(void **state)
     /* After start. */
     assert_int_equal(revoke("B", rec), -1);
     assert_int_equal(cmd_int("HEXISTS %s B", qk("msg")), 1);
-    assert_int_equal(cmd_int("EXISTS %s", tk("result", "B")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "B")), 0);
     /* After finish. */
     assert_int_equal(ack1(f.token, "B", "SUCCESS", "done"), 1);
     assert_int_equal(revoke("B", rec), -2);
-    assert_str_reply(cmd_str("GET %s", tk("result", "B")), "done");
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "B")), "done");
     /* Already revoked counts as finished. */
     assert_int_equal(revoke("A", rec), -2);
     /* Unknown. */
     assert_int_equal(revoke("nope", rec), 0);
-    assert_int_equal(cmd_int("EXISTS %s", tk("result", "nope")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "nope")), 0);
+    /* A refused submission's wake-up marker is not a final state. */
+    freeReplyObject(cmd("RPUSH %s REFUSED", tk("done", "nope")));
+    assert_int_equal(revoke("nope", rec), 0);
     /* A delayed task leaves the delayed set. */
     enqueue("D", 60000);
     assert_int_equal(revoke("D", rec), 1);
@@ -992,6 +996,84 @@ static void test_scripts_fetch_skips_held_duplicates(void **state)
     assert_int_equal(ack1(f1.token, "T", "SUCCESS", "ok"), 1);
     fetched_clear(&f1);
     fetched_clear(&f2);
+}
+
+/* The same id twice within one batch: enqueue_many accepts it once, and
+ * fetch leases it once even when both copies come off pending together. */
+static void test_scripts_batch_duplicates(void **state)
+{
+    (void)state;
+    char *m = make_msg("E", 0);
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 0);
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "E", m, strlen(m), 0, 0);
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "E", m, strlen(m), 0, 0);
+    tq_cmd_enqueue_many_end(&c);
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[1]->integer, -1);
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 1);
+    /* Two copies of the id in pending, taken by one fetch. */
+    assert_int_equal(revoke("E", "r"), 1);
+    enqueue("E", 0);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 2);
+    fetched f;
+    fetch(&f, "w1", 10, 10000);
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "E");
+    assert_int_equal(cmd_int("HLEN %s", qk("owner")), 1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 1);
+    fetched_clear(&f);
+    free(m);
+}
+
+/* enqueue_many with fresh ids (generated by the caller): queued without the
+ * duplicate check; the same call resent after tq_cmd_enqueue_many_unfresh
+ * (a stale link) is refused as duplicates, so nothing is queued twice. */
+static void test_scripts_enqueue_many_fresh(void **state)
+{
+    (void)state;
+    char ids[3][TQ_ID_MAX + 1];
+    char *m[3];
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 1);
+    for (int i = 0; i < 3; i++) {
+        tq_random_id(ids[i]);
+        m[i] = make_msg(ids[i], 0);
+        tq_cmd_enqueue_many_add(&c, PFX, Q, ids[i], m[i], strlen(m[i]), i == 2 ? 60000 : 0, 0);
+    }
+    tq_cmd_enqueue_many_end(&c);
+    for (int round = 0; round < 2; round++) {
+        redisReply *r = run(&c);
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(r->elements, 3);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(r->element[i]->integer, round ? -1 : i == 2 ? 2 : 1);
+        freeReplyObject(r);
+        tq_cmd_enqueue_many_unfresh(&c);
+    }
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 2);
+    assert_int_equal(cmd_int("ZCARD %s", qk("delayed")), 1);
+    assert_int_equal(cmd_int("HLEN %s", qk("msg")), 3);
+    for (int i = 0; i < 3; i++) {
+        char *s = cmd_str("HGET %s %s", qk("msg"), ids[i]);
+        assert_string_equal(s, m[i]);
+        free(s);
+        free(m[i]);
+    }
+    fetched f;
+    fetch(&f, "w", 10, 10000);
+    assert_int_equal(f.n, 2);
+    assert_string_equal(f.id[0], ids[0]);
+    assert_string_equal(f.id[1], ids[1]);
+    fetched_clear(&f);
+    tq_cmd_release(&c);
 }
 
 static void state_of(const char *id, const char *record, long long running, long long queued)
@@ -1030,9 +1112,19 @@ static void test_scripts_state(void **state)
     assert_int_equal(r->element[1]->integer, 1);
     freeReplyObject(r);
     tq_cmd_release(&c);
+    /* An intermediate record (progress) shows while it runs ... */
+    tq_cmd_init(&c);
+    tq_cmd_progress(&c, PFX, Q, "S", f.token, "prog", TTL);
+    assert_int_equal(run_int(&c), 1);
+    tq_cmd_release(&c);
+    state_of("S", "prog", 1, 1);
+    /* ... and the final record, in the done list, wins over it. */
     assert_int_equal(ack1(f.token, "S", "SUCCESS", "rec"), 1);
     state_of("S", "rec", 0, 0);
     fetched_clear(&f);
+    /* A refused submission's wake-up marker is no record. */
+    freeReplyObject(cmd("RPUSH %s REFUSED", tk("done", "U")));
+    state_of("U", NULL, 0, 0);
 }
 
 static void test_scripts_progress(void **state)
@@ -1132,7 +1224,7 @@ static void test_scripts_keys_bounded_or_ttl(void **state)
             fail_msg("key %s has PTTL %lld: neither bounded nor expiring", k, pttl);
         ttl_keys++;
     }
-    assert_true(ttl_keys >= 5); /* result+done of ack, bury, revoke; retry's result */
+    assert_true(ttl_keys >= 4); /* done of ack, bury, revoke; retry's result */
     freeReplyObject(keys);
 }
 
@@ -1251,6 +1343,8 @@ int main(void)
         T(test_scripts_extend),
         T(test_scripts_revoke),
         T(test_scripts_fetch_skips_held_duplicates),
+        T(test_scripts_batch_duplicates),
+        T(test_scripts_enqueue_many_fresh),
         T(test_scripts_state),
         T(test_scripts_progress),
         T(test_scripts_dead_requeue),

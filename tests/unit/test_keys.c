@@ -167,10 +167,9 @@ static void test_keys_cmd_ack_one(void **state)
     tq_cmd_ack_begin(&c, P, Q, 77, 86400000);
     tq_cmd_ack_add(&c, P, Q, "a", "SUCCESS", "{\"r\":1}", 7);
     tq_cmd_ack_end(&c);
-    const char *w[] = {TAG "msg",    TAG "lease", TAG "owner", TAG "lost", TAG "result:a",
-                       TAG "done:a", "77",        "86400000",  "1",        "a",
-                       "SUCCESS",    "{\"r\":1}"};
-    expect_cmd(&c, TQ_SCRIPT_ACK, 6, w, N(w));
+    const char *w[] = {TAG "msg", TAG "lease", TAG "owner", TAG "lost", TAG "done:a",
+                       "77",      "86400000",  "1",         "a",        "{\"r\":1}"};
+    expect_cmd(&c, TQ_SCRIPT_ACK, 5, w, N(w));
     tq_cmd_release(&c);
 }
 
@@ -179,22 +178,30 @@ static void test_keys_cmd_enqueue_many(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, P, Q, 100);
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1);
     tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
     tq_cmd_enqueue_many_add(&c, P, Q, "b", "m\0b", 3, 250, 0);
     tq_cmd_enqueue_many_end(&c);
-    const char *w[] = {TAG "msg",     TAG "pending",
-                       TAG "delayed", TAG "result:a",
-                       TAG "done:a",  TAG "result:b",
-                       TAG "done:b",  "100",
-                       TAG "wake",    "2",
-                       "a",           "ma",
-                       "0",           "0",
-                       "b",           NULL,
-                       "250",         "0"};
-    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 7, w, N(w));
-    assert_int_equal(c.argvlen[3 + 7 + 3 + 5], 3);
-    assert_memory_equal(c.argv[3 + 7 + 3 + 5], "m\0b", 3);
+    const char *w[] = {TAG "msg",  TAG "pending", TAG "delayed", TAG "done:a", TAG "done:b", "100",
+                       TAG "wake", "1",           "2",           "a",          "ma",         "0",
+                       "0",        "b",           NULL,          "250",        "0"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w, N(w));
+    assert_int_equal(c.argvlen[3 + 5 + 4 + 5], 3);
+    assert_memory_equal(c.argv[3 + 5 + 4 + 5], "m\0b", 3);
+    /* A resend checks every id (same layout). */
+    tq_cmd_enqueue_many_unfresh(&c);
+    w[7] = "2";
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w, N(w));
+    /* Not fresh (ids chosen by a user): the result key too, to clear it. */
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 0);
+    tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
+    tq_cmd_enqueue_many_end(&c);
+    const char *w2[] = {
+        TAG "msg", TAG "pending", TAG "delayed", TAG "result:a", TAG "done:a", "100", TAG "wake",
+        "0",       "1",           "a",           "ma",           "0",          "0"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
+    tq_cmd_enqueue_many_unfresh(&c); /* a no-op */
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
     tq_cmd_release(&c);
 }
 
@@ -208,32 +215,14 @@ static void test_keys_cmd_ack_three(void **state)
     tq_cmd_ack_add(&c, P, Q, "b", "FAILURE", "r\0b", 3);
     tq_cmd_ack_add(&c, P, Q, "c", "REVOKED", "rc", 2);
     tq_cmd_ack_end(&c);
-    const char *w[] = {TAG "msg",
-                       TAG "lease",
-                       TAG "owner",
-                       TAG "lost",
-                       TAG "result:a",
-                       TAG "done:a",
-                       TAG "result:b",
-                       TAG "done:b",
-                       TAG "result:c",
-                       TAG "done:c",
-                       "5",
-                       "1000",
-                       "3",
-                       "a",
-                       "SUCCESS",
-                       "ra",
-                       "b",
-                       "FAILURE",
-                       NULL,
-                       "c",
-                       "REVOKED",
-                       "rc"};
-    expect_cmd(&c, TQ_SCRIPT_ACK, 4 + 2 * 3, w, N(w));
+    const char *w[] = {TAG "msg",    TAG "lease",  TAG "owner",  TAG "lost",
+                       TAG "done:a", TAG "done:b", TAG "done:c", "5",
+                       "1000",       "3",          "a",          "ra",
+                       "b",          NULL,         "c",          "rc"};
+    expect_cmd(&c, TQ_SCRIPT_ACK, 4 + 3, w, N(w));
     /* The binary record kept its length through the regrouping. */
-    assert_int_equal(c.argvlen[3 + 18], 3);
-    assert_memory_equal(c.argv[3 + 18], "r\0b", 3);
+    assert_int_equal(c.argvlen[3 + 13], 3);
+    assert_memory_equal(c.argv[3 + 13], "r\0b", 3);
     tq_cmd_release(&c);
 }
 
@@ -249,9 +238,9 @@ static void test_keys_cmd_ack_reuse(void **state)
         for (int i = 0; i < 20; i++)
             tq_cmd_ack_add(&c, P, Q, "x", "SUCCESS", "r", 1);
         tq_cmd_ack_end(&c);
-        assert_int_equal(c.argc, 3 + 4 + 40 + 3 + 60);
-        assert_string_equal(c.argv[2], "44");
-        assert_string_equal(c.argv[3 + 44 + 2], "20");
+        assert_int_equal(c.argc, 3 + 4 + 20 + 3 + 40);
+        assert_string_equal(c.argv[2], "24");
+        assert_string_equal(c.argv[3 + 24 + 2], "20");
     }
     tq_cmd_ack_begin(&c, P, Q, 9, 10);
     tq_cmd_ack_end(&c);
@@ -338,8 +327,8 @@ static void test_keys_cmd_recover_revoke_state(void **state)
     expect_keys_match_lua(&c, TQ_SCRIPT_REVOKE);
 
     tq_cmd_state(&c, P, Q, ID);
-    const char *w3[] = {TAG "msg", TAG "owner", TAG "result:" ID, ID};
-    expect_cmd(&c, TQ_SCRIPT_STATE, 3, w3, N(w3));
+    const char *w3[] = {TAG "msg", TAG "owner", TAG "result:" ID, TAG "done:" ID, ID};
+    expect_cmd(&c, TQ_SCRIPT_STATE, 4, w3, N(w3));
     expect_keys_match_lua(&c, TQ_SCRIPT_STATE);
 
     tq_cmd_dead_requeue(&c, P, Q, ID, "M\0G", 3);
@@ -366,8 +355,8 @@ static void test_keys_cmd_to_eval(void **state)
     assert_int_equal(c.argvlen[0], 4);
     assert_string_equal(c.argv[1], tq_scripts[TQ_SCRIPT_STATE].body);
     assert_int_equal(c.argvlen[1], strlen(tq_scripts[TQ_SCRIPT_STATE].body));
-    assert_string_equal(c.argv[2], "3");
-    assert_string_equal(c.argv[6], ID);
+    assert_string_equal(c.argv[2], "4");
+    assert_string_equal(c.argv[7], ID);
     /* Idempotent, and a no-op on plain commands. */
     tq_cmd_to_eval(&c);
     assert_string_equal(c.argv[0], "EVAL");

@@ -644,113 +644,94 @@ static void test_msg_json_type_names(void **state)
     }
 }
 
-/* The tree path of a new message: tq_msg_new, setters, check, encode. */
-static char *encode_by_tree(const tq_msg_fields *f, const tq_msg_limits *lim, char *err,
-                            size_t errlen)
+/* tq_msg_write_new writes the bytes tq_msg_new + setters + tq_msg_encode
+ * would, and checks the limits as tq_msg_check_value does on the whole. */
+static void write_both(const tq_msg_fields *f, const tq_msg_limits *lim)
 {
     tq_msg *m = tq_msg_new(f->id, f->task, f->queue);
-    if (f->args)
-        tq_msg_set_args(m, json_deep_copy(f->args));
-    if (f->kwargs)
-        tq_msg_set_kwargs(m, json_deep_copy(f->kwargs));
+    m->created_ms = f->created_ms;
     tq_msg_set_int(m, "created_ms", f->created_ms);
-    tq_msg_set_int(m, "retries", f->retries);
+    tq_msg_set_args(m, json_deep_copy(f->args));
+    tq_msg_set_kwargs(m, json_deep_copy(f->kwargs));
+    if (f->retries >= 0)
+        tq_msg_set_int(m, "retries", f->retries);
     tq_msg_set_int(m, "eta_ms", f->eta_ms);
     tq_msg_set_int(m, "expires_ms", f->expires_ms);
     tq_msg_set_int(m, "soft_limit_ms", f->soft_limit_ms);
     tq_msg_set_int(m, "hard_limit_ms", f->hard_limit_ms);
-    char *s = NULL;
-    if (tq_msg_check_value(m->root, lim, f->task, err, errlen) == 0)
-        s = tq_msg_encode(m, NULL);
+    char e1[256] = "", e2[256] = "";
+    int want = tq_msg_check_value(m->root, lim, f->task, e1, sizeof(e1));
+    tq_jw b;
+    tq_jw_init(&b);
+    int got = tq_msg_write_new(&b, f, lim, e2, sizeof(e2));
+    assert_int_equal(got, want);
+    if (want == 0) {
+        size_t len;
+        char *s = tq_msg_encode(m, &len);
+        assert_int_equal(b.len, len);
+        assert_memory_equal(b.buf, s, len);
+        free(s);
+    } else {
+        assert_int_equal(b.len, 0); /* nothing written on a limit error */
+        assert_string_equal(e2, e1);
+    }
+    tq_jw_free(&b);
     tq_msg_free(m);
-    return s;
 }
 
-/* tq_msg_encode_fields writes the message the tree path writes (the same
- * JSON value, which the worker decodes), and refuses exactly what the
- * tree path's limit check refuses, with the same words. */
-static void test_msg_encode_fields_matches_tree(void **state)
+static void test_msg_write_new_matches_encode(void **state)
 {
     (void)state;
-    json_t *args = json_loads("[1, \"two\", [3.5, {\"k\": null}], true]", 0, NULL);
-    json_t *kwargs = json_loads("{\"name\": \"caf\u00e9\", \"n\": -4}", 0, NULL);
-    assert_non_null(args);
-    assert_non_null(kwargs);
     tq_msg_limits lim;
     tq_msg_limits_default(&lim);
-    tq_msg_fields cases[] = {
-        {"id1", "t.echo", "default", args, kwargs, 1700000000123, -1, 0, 0, 0, 0},
-        {"id2", "t.echo", "q.x", NULL, NULL, 5, 3, 1700000009999, 1800000000000, 250, 900},
-        {"id3", "t.echo", "q", args, NULL, 7, 0, 0, 0, 0, 0},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char e1[256] = "", e2[256] = "";
-        size_t len = 0;
-        char *a = tq_msg_encode_fields(&cases[i], &lim, "t.echo", &len, e1, sizeof(e1));
-        char *b = encode_by_tree(&cases[i], &lim, e2, sizeof(e2));
-        assert_non_null(a);
-        assert_non_null(b);
-        assert_int_equal(strlen(a), len);
-        json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL);
-        if (!ja || !jb || !json_equal(ja, jb))
-            fail_msg("case %zu differs:\n  fields: %s\n  tree:   %s", i, a, b);
-        tq_msg *m = NULL;
-        char err[256];
-        assert_int_equal(tq_msg_decode(a, len, &lim, &m, err, sizeof(err)), TQ_MSG_OK);
-        assert_string_equal(m->id, cases[i].id);
-        assert_int_equal(m->retries, cases[i].retries);
-        assert_int_equal(m->hard_limit_ms, cases[i].hard_limit_ms);
-        tq_msg_free(m);
-        json_decref(ja);
-        json_decref(jb);
-        free(a);
-        free(b);
+    json_t *args = json_pack("[i, s, {s:[f, b, n]}]", -5, "a\"b\\c\u00e9", "k", 1.5, 1);
+    json_t *kw = json_pack("{s:i, s:s}", "x", 1, "y", "z");
+    json_t *empty_a = json_array(), *empty_o = json_object();
+    tq_msg_fields f = {.id = "0123abc",
+                       .task = "weird\"name\\",
+                       .queue = "q.1",
+                       .args = args,
+                       .kwargs = kw,
+                       .created_ms = 1764100000123LL,
+                       .retries = -1};
+    write_both(&f, &lim);
+    f.retries = 0;
+    f.eta_ms = 1764100060123LL;
+    f.expires_ms = 9;
+    f.soft_limit_ms = 5000;
+    f.hard_limit_ms = -7;
+    write_both(&f, &lim);
+    f.args = empty_a;
+    f.kwargs = empty_o;
+    f.retries = 3;
+    f.eta_ms = f.expires_ms = f.soft_limit_ms = f.hard_limit_ms = 0;
+    write_both(&f, &lim);
+    /* Limits: elements (the envelope counts), depth, string length. */
+    f.args = args;
+    f.kwargs = kw;
+    for (size_t max = 8; max < 20; max++) {
+        lim.max_elements = max;
+        write_both(&f, &lim);
     }
-    /* Limits: elements, depth and string length, counted the same way. */
-    json_t *many = json_array();
-    for (int i = 0; i < 20; i++)
-        json_array_append_new(many, json_integer(i));
-    json_t *deep = json_loads("[[[[1]]]]", 0, NULL);
-    json_t *longs = json_pack("[s]", "0123456789abcdef0123456789");
-    const json_t *bad[] = {many, deep, longs};
-    tq_msg_limits tight[3];
-    for (int i = 0; i < 3; i++)
-        tq_msg_limits_default(&tight[i]);
-    tight[0].max_elements = 28; /* root + 6 scalars + kwargs + args + 20 = 29 */
-    tight[1].max_depth = 4;     /* root, args, then 3 more levels = 5 */
-    tight[2].max_string = 25;   /* a string of 26 */
-    for (int i = 0; i < 3; i++) {
-        tq_msg_fields f = {"idL", "t.echo", "q", bad[i], NULL, 1, -1, 0, 0, 0, 0};
-        char e1[256] = "", e2[256] = "";
-        size_t len;
-        assert_null(tq_msg_encode_fields(&f, &tight[i], "t.echo", &len, e1, sizeof(e1)));
-        assert_null(encode_by_tree(&f, &tight[i], e2, sizeof(e2)));
-        assert_string_equal(e1, e2);
-        /* One notch looser and both accept it. */
-        if (i == 0)
-            tight[i].max_elements++;
-        else if (i == 1)
-            tight[i].max_depth++;
-        else
-            tight[i].max_string = 26;
-        char *a = tq_msg_encode_fields(&f, &tight[i], "t.echo", &len, e1, sizeof(e1));
-        char *b = encode_by_tree(&f, &tight[i], e2, sizeof(e2));
-        assert_non_null(a);
-        assert_non_null(b);
-        free(a);
-        free(b);
+    tq_msg_limits_default(&lim);
+    for (int d = 0; d < 5; d++) {
+        lim.max_depth = d;
+        write_both(&f, &lim);
     }
-    json_decref(many);
-    json_decref(deep);
-    json_decref(longs);
+    tq_msg_limits_default(&lim);
+    for (size_t n = 0; n < 14; n++) {
+        lim.max_string = n;
+        write_both(&f, &lim);
+    }
     json_decref(args);
-    json_decref(kwargs);
+    json_decref(kw);
+    json_decref(empty_a);
+    json_decref(empty_o);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_msg_encode_fields_matches_tree),
         cmocka_unit_test(test_msg_decode_all_fields),
         cmocka_unit_test(test_msg_roundtrip_every_field),
         cmocka_unit_test(test_msg_new_defaults),
@@ -774,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_msg_add_error),
         cmocka_unit_test(test_msg_record_new),
         cmocka_unit_test(test_msg_json_type_names),
+        cmocka_unit_test(test_msg_write_new_matches_encode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

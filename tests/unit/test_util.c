@@ -6,11 +6,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/tq_util.h"
 
@@ -287,51 +286,34 @@ static void test_util_clocks_and_alloc(void **state)
     free(p);
 }
 
-/* tq_idgen: well-formed, distinct ids across refills (250 ids per fill),
- * and a forked child never repeats the ids its parent hands out next. */
-static void test_util_idgen_distinct_and_fork_safe(void **state)
+static void test_util_random_ids_and_fmt_ll(void **state)
 {
     (void)state;
-    enum { N = 600 };
-    tq_idgen *g = tq_idgen_new();
-    assert_non_null(g); /* Linux >= 4.14 */
-    char(*ids)[33] = malloc(sizeof(*ids) * (N + 1));
-    assert_non_null(ids);
-    for (int i = 0; i < N; i++) {
-        tq_idgen_next(g, ids[i]);
+    char ids[300][40];
+    memset(ids, 'x', sizeof(ids));
+    tq_random_ids(ids[0], sizeof(ids[0]), 300);
+    for (int i = 0; i < 300; i++) {
         assert_int_equal(strlen(ids[i]), 32);
+        assert_true(tq_valid_id(ids[i]));
         assert_int_equal(strspn(ids[i], "0123456789abcdef"), 32);
+        assert_int_equal(ids[i][33], 'x'); /* nothing written past the id */
+        if (i > 0)
+            assert_string_not_equal(ids[i], ids[i - 1]);
     }
-    qsort(ids, N, sizeof(*ids), cmp_ids);
-    for (int i = 1; i < N; i++)
-        assert_string_not_equal(ids[i - 1], ids[i]);
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char id[33];
-        tq_idgen_next(g, id);
-        ssize_t wr = write(fds[1], id, 33);
-        _exit(wr == 33 ? 0 : 1);
+    assert_string_not_equal(ids[0], ids[299]);
+    const long long v[] = {0, 7, -7, 10, 1234567890123LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char a[32], b[32];
+        size_t n = tq_fmt_ll(a, v[i]);
+        snprintf(b, sizeof(b), "%lld", v[i]);
+        assert_string_equal(a, b);
+        assert_int_equal(n, strlen(b));
     }
-    char child[33], mine[33];
-    assert_int_equal(read(fds[0], child, 33), 33);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    tq_idgen_next(g, mine);
-    assert_string_not_equal(child, mine);
-    close(fds[0]);
-    close(fds[1]);
-    free(ids);
-    tq_idgen_free(g);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_util_idgen_distinct_and_fork_safe),
         cmocka_unit_test(test_util_random_id_format_and_distinct),
         cmocka_unit_test(test_util_validators),
         cmocka_unit_test(test_util_parse_seconds_ms),
@@ -340,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_util_format_iso8601_roundtrip),
         cmocka_unit_test(test_util_utf8_valid),
         cmocka_unit_test(test_util_clocks_and_alloc),
+        cmocka_unit_test(test_util_random_ids_and_fmt_ll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

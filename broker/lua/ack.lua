@@ -34,11 +34,13 @@ for i = 1, n do
   end
 end
 -- The bookkeeping of every settled task goes in a few multi-key commands.
+-- Lost counts are nearly always absent: checked once, not per id.
+local any_lost = redis.call('EXISTS', KEYS[4]) == 1
 for i = 1, #settled, 500 do
   local chunk = {unpack(settled, i, math.min(i + 499, #settled))}
   redis.call('HDEL', KEYS[1], unpack(chunk))
   redis.call('ZREM', KEYS[2], unpack(chunk))
   redis.call('HDEL', KEYS[3], unpack(chunk))
-  redis.call('HDEL', KEYS[4], unpack(chunk))
+  if any_lost then redis.call('HDEL', KEYS[4], unpack(chunk)) end
 end
 return out

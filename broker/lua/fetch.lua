@@ -100,8 +100,11 @@ while got < max and rounds > 0 do
     if #own > 0 then redis.call('HSET', KEYS[4], unpack(own)) end
   end)
   local pos = 0
+  -- The lost counts are nearly always absent: one EXISTS instead of an
+  -- HMGET whose every argument Redis must convert.
+  local any_lost = redis.call('EXISTS', KEYS[7]) == 1
   each_chunk(leased, function(chunk)
-    local lost = redis.call('HMGET', KEYS[7], unpack(chunk))
+    local lost = any_lost and redis.call('HMGET', KEYS[7], unpack(chunk)) or {}
     for k, id in ipairs(chunk) do
       out[#out + 1] = id
       out[#out + 1] = msgs[pos + k]

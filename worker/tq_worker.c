@@ -746,7 +746,13 @@ static void pool_progress_cb(void *arg, void *cookie, double fraction, const cha
 
 static void start_job(tq_worker *w, job *j);
 
-static void dispatch(tq_worker *w, job *j)
+/* Check a fetched task just before it goes to an executor: signature,
+ * message, id, registration, expiry, lost count. Returns 1 when it may run
+ * (j->msg and j->def set); 0 when it was settled here (dead-lettered or
+ * revoked) and freed. Done here rather than when the fetch reply arrives,
+ * so that decoding a large fetch does not hold the loop while executors
+ * wait: each task is decoded as an executor (or a backlog place) frees. */
+static int prepare(tq_worker *w, job *j)
 {
     char err[512];
     /* Signatures are checked on the raw bytes, before anything parses them. */
@@ -755,8 +761,8 @@ static void dispatch(tq_worker *w, job *j)
         char reason[600];
         snprintf(reason, sizeof(reason), "rejected: %s", err);
         bury(w, j, "SignatureError", reason, NULL);
-        job_finish(w, j);
-        return;
+        job_free(j);
+        return 0;
     }
     int rc = tq_msg_decode(j->body, j->bodylen, &w->cfg.limits, &j->msg, err, sizeof(err));
     if (rc != TQ_MSG_OK) {
@@ -764,24 +770,24 @@ static void dispatch(tq_worker *w, job *j)
         char reason[600];
         snprintf(reason, sizeof(reason), "malformed message: %s", err);
         bury(w, j, type, reason, NULL);
-        job_finish(w, j);
-        return;
+        job_free(j);
+        return 0;
     }
     if (strcmp(j->msg->id, j->id) != 0) {
         char reason[256];
         snprintf(reason, sizeof(reason), "malformed message: its id '%.64s' is not the queued id",
                  j->msg->id);
         bury(w, j, "MalformedMessage", reason, NULL);
-        job_finish(w, j);
-        return;
+        job_free(j);
+        return 0;
     }
     j->def = tq_registry_find(w->reg, j->msg->task);
     if (!j->def) {
         char reason[256];
         snprintf(reason, sizeof(reason), "unregistered task %.128s", j->msg->task);
         bury(w, j, "NotRegistered", reason, NULL);
-        job_finish(w, j);
-        return;
+        job_free(j);
+        return 0;
     }
     if (j->msg->expires_ms && j->msg->expires_ms <= tq_now_ms()) {
         json_t *rec = job_record(w, j, "REVOKED", NULL);
@@ -790,21 +796,18 @@ static void dispatch(tq_worker *w, job *j)
         queue_ack(w, j, "REVOKED", rec);
         json_decref(rec);
         tq_log_info(w->cfg.log, "task %s (%s) expired; not run", j->id, j->msg->task);
-        job_finish(w, j);
-        return;
+        job_free(j);
+        return 0;
     }
     if (j->lost >= w->cfg.max_lost) {
         char reason[256];
         snprintf(reason, sizeof(reason), "poison pill: the worker running it was lost %ld times",
                  j->lost);
         bury(w, j, "PoisonPill", reason, NULL);
-        job_finish(w, j);
-        return;
+        job_free(j);
+        return 0;
     }
-    /* Validated and leased: wait for an executor. */
-    job_append(&w->ready, j);
-    w->nready++;
-    start_ready(w);
+    return 1;
 }
 
 /* The pool's backlog follows the tasks' run time: only short tasks queue
@@ -848,12 +851,19 @@ static void reclaim_backlog(tq_worker *w)
  * first. */
 static void start_ready(tq_worker *w)
 {
+    int settled = 0;
     while (w->nready > 0 && w->stopping < 2 && tq_pool_idle(w->pool) > 0) {
         job *j = w->ready.next;
         job_unlink(j);
         w->nready--;
+        if (!j->msg && !prepare(w, j)) {
+            settled++;
+            continue;
+        }
         start_job(w, j);
     }
+    if (settled)
+        maybe_fetch(w); /* their places are free again */
 }
 
 static void start_job(tq_worker *w, job *j)
@@ -963,8 +973,11 @@ static void fetch_reply(tq_worker *w, redisReply *r)
             job_free(j);
             continue;
         }
-        dispatch(w, j);
+        /* Checked and decoded when it leaves `ready` (prepare). */
+        job_append(&w->ready, j);
+        w->nready++;
     }
+    start_ready(w);
     maybe_fetch(w);
 }
 

@@ -190,13 +190,26 @@ T0=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- ceiling ----------------------------------------------------------------
-log "ceiling: redis-benchmark LPUSH -c 50 -P 16 -d 512, then -c 1 -P 1"
-ceil=$(timeout 120 redis-benchmark -p "$PORT" -c 50 -P 16 -d 512 -t lpush -n "$CEIL_N" -q 2>/dev/null |
-    tr '\r' '\n' | sed -n 's/^LPUSH: \([0-9.]*\) requests per second.*/\1/p' | tail -n 1)
-flush
-c1=$(timeout 120 redis-benchmark -p "$PORT" -c 1 -P 1 -t lpush -n "$C1_N" -q 2>/dev/null |
-    tr '\r' '\n' | sed -n 's/^LPUSH: \([0-9.]*\) requests per second.*/\1/p' | tail -n 1)
-flush
+# Each reference is the best of CEIL_RUNS runs: other work on a shared
+# machine only ever slows a run down, and a ceiling taken in a slow moment
+# would flatter every ratio (one run here measured 610k, others 840k-940k).
+CEIL_RUNS=3
+# rb_best N ARGS...: the best LPUSH rate of CEIL_RUNS redis-benchmark runs.
+rb_best() {
+    n=$1; shift
+    best=""
+    for k in $(seq 1 "$CEIL_RUNS"); do
+        r=$(timeout 120 redis-benchmark -p "$PORT" "$@" -t lpush -n "$n" -q 2>/dev/null |
+            tr '\r' '\n' | sed -n 's/^LPUSH: \([0-9.]*\) requests per second.*/\1/p' | tail -n 1)
+        flush
+        log "  run $k: ${r:-failed} ops/s"
+        if [ -n "$r" ] && { [ -z "$best" ] || awk "BEGIN { exit !($r > $best) }"; }; then best=$r; fi
+    done
+    printf '%s' "$best"
+}
+log "ceiling: redis-benchmark LPUSH -c 50 -P 16 -d 512, then -c 1 -P 1 (best of $CEIL_RUNS each)"
+ceil=$(rb_best "$CEIL_N" -c 50 -P 16 -d 512)
+c1=$(rb_best "$C1_N" -c 1 -P 1)
 record ceiling "scenario=ceiling status=${ceil:+ok} rate=${ceil:-0}"
 record c1p1 "scenario=c1p1 status=${c1:+ok} rate=${c1:-0}"
 
@@ -327,7 +340,7 @@ echo "## taskq benchmark$( [ "$QUICK" = 1 ] && echo ' (--quick: small N, smoke r
 echo
 echo "- machine: $NPROC × $CPU, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r); load average before the run: $LOAD0"
 echo "- versions: Redis $RV; $GV; $TV (git $GIT$DIRTY)"
-echo "- settings: redis-server on 127.0.0.1 TCP, --save \"\" --appendonly no; task \`noop\`, queue cap 10,000,000, argument validation on; results stored (TTL 86400 s), leases on (10 s); workers --log-level warn --prefetch ${TASKQ_BENCH_PREFETCH:-auto}; N: drain $(fmt "$DRAIN_N") (bulk pre-queued in batches of $BATCH; each drain row is the best of $REPS runs, every run in the raw lines), enqueue single $(fmt "$SINGLE_N"), bulk $(fmt "$BULK_N"); ceiling = redis-benchmark -c 50 -P 16 -d 512 -t lpush -n $(fmt "$CEIL_N"); run took ${ELAPSED} s"
+echo "- settings: redis-server on 127.0.0.1 TCP, --save \"\" --appendonly no; task \`noop\`, queue cap 10,000,000, argument validation on; results stored (TTL 86400 s), leases on (10 s); workers --log-level warn --prefetch ${TASKQ_BENCH_PREFETCH:-auto}; N: drain $(fmt "$DRAIN_N") (bulk pre-queued in batches of $BATCH; each drain row is the best of $REPS runs, every run in the raw lines), enqueue single $(fmt "$SINGLE_N"), bulk $(fmt "$BULK_N"); ceiling = best of $CEIL_RUNS runs of redis-benchmark -c 50 -P 16 -d 512 -t lpush -n $(fmt "$CEIL_N") (single-call reference: best of $CEIL_RUNS, -c 1 -P 1); run took ${ELAPSED} s"
 echo
 row "scenario" "taskq" "ratio" "target" "met"
 row "---" "---:" "---:" "---" "---"

@@ -170,6 +170,16 @@ static void job_free_mem(tjob *j)
     free(j);
 }
 
+static void free_progress(progress_item *items)
+{
+    while (items) {
+        progress_item *it = items;
+        items = it->next;
+        free(it->message);
+        free(it);
+    }
+}
+
 /* Drop one reference; the last one frees the shared state. Called without
  * mu held. */
 static void unref(th_pool *p)
@@ -179,12 +189,7 @@ static void unref(th_pool *p)
     pthread_mutex_unlock(&p->mu);
     if (!last)
         return;
-    while (p->prog_head) {
-        progress_item *it = p->prog_head;
-        p->prog_head = it->next;
-        free(it->message);
-        free(it);
-    }
+    free_progress(p->prog_head);
     if (p->wake[0] >= 0)
         close(p->wake[0]);
     if (p->wake[1] >= 0)
@@ -331,6 +336,18 @@ static void arm_soft(tjob *j, int64_t now)
     evtimer_add(j->soft_ev, &tv);
 }
 
+/* Report every job of a detached done list with its outcome. */
+static void finish_done(th_pool *p, tjob *done)
+{
+    while (done) {
+        tjob *j = done;
+        done = j->next;
+        tq_outcome o = j->out;
+        tq_outcome_init(&j->out);
+        finish(p, j, &o, 1);
+    }
+}
+
 /* Deliver what the threads reported since the last look, on the loop
  * thread: timers for started jobs, progress, then completions. */
 static void deliver(th_pool *p)
@@ -350,21 +367,10 @@ static void deliver(th_pool *p)
             if (j->soft_ev)
                 arm_soft(j, now);
     }
-    while (items) {
-        progress_item *it = items;
-        items = it->next;
-        if (p->cfg.progress)
-            p->cfg.progress(p->cfg.arg, it->job->cookie, it->fraction, it->message);
-        free(it->message);
-        free(it);
-    }
-    while (done) {
-        tjob *j = done;
-        done = j->next;
-        tq_outcome o = j->out;
-        tq_outcome_init(&j->out);
-        finish(p, j, &o, 1);
-    }
+    for (progress_item *it = items; it && p->cfg.progress; it = it->next)
+        p->cfg.progress(p->cfg.arg, it->job->cookie, it->fraction, it->message);
+    free_progress(items);
+    finish_done(p, done);
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
@@ -564,19 +570,8 @@ static void th_kill(void *impl)
     p->started = NULL;
     pthread_mutex_unlock(&p->mu);
     (void)started; /* their timers do not matter any more */
-    while (items) {
-        progress_item *it = items;
-        items = it->next;
-        free(it->message);
-        free(it);
-    }
-    while (late) {
-        tjob *j = late;
-        late = j->next;
-        tq_outcome o = j->out;
-        tq_outcome_init(&j->out);
-        finish(p, j, &o, 1);
-    }
+    free_progress(items);
+    finish_done(p, late);
     while (q) {
         tjob *j = q;
         q = j->next;

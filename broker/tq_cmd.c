@@ -176,7 +176,12 @@ void tq_cmd_enqueue_many_end(tq_cmd *c)
 
 void tq_cmd_enqueue_many_unfresh(tq_cmd *c)
 {
-    int at = 3 + atoi(c->argv[2]) + 2; /* EVALSHA sha numkeys, KEYS, cap, wake, fresh */
+    /* EVALSHA sha numkeys, KEYS, cap, wake, fresh: numkeys is our own
+     * decimal text (regroup wrote it), so it parses. */
+    long nkeys = strtol(c->argv[2], NULL, 10);
+    if (nkeys < 3 || nkeys > c->argc - 6)
+        return;
+    int at = 3 + (int)nkeys + 2;
     if (c->argv[at][0] != '1')
         return;
     /* Same layout (done keys only), but every id is checked. */

@@ -664,6 +664,10 @@ static void pool_done_cb(void *arg, void *cookie, tq_outcome *out)
     w->nrunning--;
     w->avg_runtime_ms = w->avg_runtime_ms * 0.9 + out->runtime_ms * 0.1;
     update_backlog(w);
+    /* The record's start is the executor's (a task may have waited in the
+     * pool's backlog after it was handed over). */
+    if (out->runtime_ms >= 0)
+        j->started_ms = tq_now_ms() - (int64_t)(out->runtime_ms + 0.5);
     int attempt = (int)j->msg->attempts + 1;
     const char *msgtext = out->err_message ? out->err_message : "";
 

@@ -135,10 +135,11 @@ static void count_executions(const char *path, int *execs, long *recovered)
 
 /* 3 workers, 5,000 tasks, at least 20 SIGKILLs of a worker that holds tasks
  * at that moment, each replaced at once. Every task must end SUCCESS, and a
- * task may have run twice only if a killed worker held it when it died. */
-static void test_faults_kill_storm_loses_nothing(void **state)
+ * task may have run twice only if a killed worker held it when it died.
+ * `opts`: the workers' options; a worker may hold at most `held_limit`
+ * tasks when it dies. */
+static void kill_storm(fx *f, const char *const *opts, const char *label, int held_limit)
 {
-    fx *f = *state;
     tf_worker ws[STORM_WORKERS];
     tf_worker *dead = calloc(STORM_TASKS / STORM_BATCH + STORM_MIN_KILLS, sizeof(*dead));
     char(*ids)[TASKQ_ID_SIZE] = calloc(STORM_TASKS, sizeof(*ids));
@@ -153,7 +154,7 @@ static void test_faults_kill_storm_loses_nothing(void **state)
     srand(seed);
 
     for (int i = 0; i < STORM_WORKERS; i++)
-        tf_worker_start(&ws[i], f->srv->url, storm_opts, NULL, 0);
+        tf_worker_start(&ws[i], f->srv->url, opts, NULL, 0);
 
     int submitted = 0;
     while (submitted < STORM_TASKS || kills < STORM_MIN_KILLS) {
@@ -204,7 +205,7 @@ static void test_faults_kill_storm_loses_nothing(void **state)
         if (n > held_max)
             held_max = n;
         dead[ndead++] = ws[v];
-        tf_worker_start(&ws[v], f->srv->url, storm_opts, NULL, 0);
+        tf_worker_start(&ws[v], f->srv->url, opts, NULL, 0);
         struct timespec pace = {0, STORM_PACE_NS};
         nanosleep(&pace, NULL);
     }
@@ -250,9 +251,9 @@ static void test_faults_kill_storm_loses_nothing(void **state)
             }
         }
     }
-    printf("# faults: kill storm: %d tasks, %d workers x %d prefork, lease 1.5 s, heartbeat 0.3 s, "
-           "seed %u\n",
-           STORM_TASKS, STORM_WORKERS, STORM_CONC, seed);
+    printf("# faults: kill storm (%s): %d tasks, %d workers x %d prefork, lease 1.5 s, heartbeat "
+           "0.3 s, seed %u\n",
+           label, STORM_TASKS, STORM_WORKERS, STORM_CONC, seed);
     printf("# faults: kill storm: %d SIGKILLs (%d while the victim held tasks) in %.1f s; "
            "all tasks final after %.1f s\n",
            kills, kills_busy, (double)t_kills / 1000.0, (double)t_all / 1000.0);
@@ -272,14 +273,31 @@ static void test_faults_kill_storm_loses_nothing(void **state)
     assert_int_equal(never, 0);             /* every SUCCESS came from a logged execution */
     assert_int_equal(dup_not_held, 0);      /* duplicates only for in-flight tasks */
     assert_true(dup <= held_total);
-    /* A worker holds its running tasks, its prefetched ones (--prefetch
-     * defaults to the concurrency) and, at most, as many finished ones
-     * whose acks are on the wire. */
-    assert_true(held_max <= 3 * STORM_CONC);
+    assert_true(held_max <= held_limit);
     free(dead);
     free(ids);
     free(held);
     free(execs);
+}
+
+static void test_faults_kill_storm_loses_nothing(void **state)
+{
+    /* A worker holds its running tasks, its prefetched ones (--prefetch
+     * defaults to the concurrency) and, at most, as many finished ones
+     * whose acks are on the wire. */
+    kill_storm(*state, storm_opts, "default prefetch", 3 * STORM_CONC);
+}
+
+/* The same with --prefetch auto: deep prefetch windows, and short tasks
+ * waiting in the children's sockets (the pool's backlog) when the worker
+ * dies. They are leased like the rest: recovered, never lost. */
+static void test_faults_kill_storm_prefetch_auto_loses_nothing(void **state)
+{
+    static const char *const opts[] = {
+        "--pool", "prefork",     "--concurrency", "2",          "--lease", "1.5", "--heartbeat",
+        "0.3",    "--log-level", "debug",         "--prefetch", "auto",    NULL};
+    /* Running + a window of up to 1,000 + acks on the wire. */
+    kill_storm(*state, opts, "prefetch auto", 2 * (STORM_CONC + 1000));
 }
 
 /* ---- crash: poison pill ---------------------------------------------------- */
@@ -438,6 +456,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_faults_kill_storm_loses_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_faults_kill_storm_prefetch_auto_loses_nothing, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_faults_crash_dead_letters_poison_pill, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_faults_time_limits_hard_kills_soft_warns, setup,

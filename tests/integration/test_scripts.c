@@ -503,7 +503,7 @@ static void test_scripts_fetch_promotes_thousands_due(void **state)
     char *seen = calloc(N, 1);
     assert_non_null(seen);
     for (size_t i = 0; i < r->elements; i++) {
-        int k = atoi(r->element[i]->str + 1);
+        int k = (int)strtol(r->element[i]->str + 1, NULL, 10);
         assert_true(k >= 0 && k < N);
         assert_int_equal(seen[k], 0);
         seen[k] = 1;

@@ -120,7 +120,7 @@ static void expect_keys_match_lua(const tq_cmd *c, tq_script_id s)
             fail_msg("%s: key %d is '%s', the script header says '%s'", tq_scripts[s].name, i,
                      c->argv[3 + i], want);
     }
-    assert_int_equal(i, atoi(c->argv[2]));
+    assert_int_equal(i, (int)strtol(c->argv[2], NULL, 10));
     free(list);
 }
 

@@ -167,11 +167,15 @@ static double tv_ms(const struct timeval *tv)
     return (double)tv->tv_sec * 1000.0 + (double)tv->tv_usec / 1000.0;
 }
 
-static double cpu_now_ms(int thread)
+/* CPU time so far of the calling thread (thread) or process, in ms; the
+ * process's peak RSS into *maxrss_kb if that is not NULL. */
+static double cpu_now_ms(int thread, long *maxrss_kb)
 {
     struct rusage ru;
     if (getrusage(thread ? RUSAGE_THREAD : RUSAGE_SELF, &ru) < 0)
         return -1;
+    if (maxrss_kb)
+        *maxrss_kb = ru.ru_maxrss;
     return tv_ms(&ru.ru_utime) + tv_ms(&ru.ru_stime);
 }
 
@@ -206,7 +210,7 @@ void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome
         lim = &deflim;
     }
     int64_t t0 = tq_mono_us();
-    double c0 = cpu_now_ms(env->measure_thread_cpu);
+    double c0 = cpu_now_ms(env->measure_thread_cpu, NULL);
 
     if (tq_msg_decode(msg, len, lim, &m, err, sizeof(err)) != TQ_MSG_OK) {
         tq_outcome_set_error(out, TQ_OUT_FAILURE, "MalformedMessage", "%s", err);
@@ -262,16 +266,13 @@ out:
     json_decref(empty_kwargs);
     tq_msg_free(m);
     out->runtime_ms = (double)(tq_mono_us() - t0) / 1000.0;
-    double c1 = cpu_now_ms(env->measure_thread_cpu);
+    /* A process executor's peak RSS is the prefork child's (read with its
+     * CPU time, one system call); in the threads pool it would be the whole
+     * worker's, which says nothing. */
+    long maxrss = -1;
+    double c1 = cpu_now_ms(env->measure_thread_cpu, env->measure_thread_cpu ? NULL : &maxrss);
     out->cpu_ms = c0 >= 0 && c1 >= 0 ? c1 - c0 : -1;
-    out->maxrss_kb = -1;
-    if (!env->measure_thread_cpu) {
-        /* A process executor: its peak RSS is the prefork child's. In the
-         * threads pool it would be the whole worker's, which says nothing. */
-        struct rusage ru;
-        if (getrusage(RUSAGE_SELF, &ru) == 0)
-            out->maxrss_kb = ru.ru_maxrss;
-    }
+    out->maxrss_kb = c1 >= 0 ? maxrss : -1;
 }
 
 /* ---- pack/unpack ----

@@ -22,6 +22,7 @@ void tq_cmd_clear(tq_cmd *c)
         free(c->argv[i]);
     c->argc = 0;
     c->script = -1;
+    c->batch_keys = 0;
 }
 
 void tq_cmd_release(tq_cmd *c)
@@ -131,12 +132,15 @@ void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char
 
 static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int keys_per_task);
 
-/* Like ack: keys and arguments are collected per task (six arguments each:
- * result key, done key, id, message, delay, eta) and regrouped at the end. */
+/* Like ack: keys and arguments are collected per task (the keys, then id,
+ * message, delay, eta) and regrouped at the end. The keys per task are
+ * result and done (ids chosen by the user: old records are deleted), done
+ * (fresh ids, waited on) or none (fresh ids): docs/PROTOCOL.md#enqueue_many. */
 void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap,
-                               int fresh)
+                               int fresh, int waited)
 {
     tq_cmd_script(c, TQ_SCRIPT_ENQUEUE_MANY, 3);
+    c->batch_keys = !fresh ? 2 : waited ? 1 : 0;
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "pending");
     add_qkey(c, prefix, queue, "delayed");
@@ -146,32 +150,47 @@ void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue,
     tq_cmd_add_int(c, 0); /* n, fixed in tq_cmd_enqueue_many_end */
 }
 
-/* The fresh flag as added by tq_cmd_enqueue_many_begin (before regroup):
- * EVALSHA sha numkeys, msg, pending, delayed, cap, wake, fresh. A fresh
- * call passes only the done key per task (it deletes no old records). */
-static int many_is_fresh(const tq_cmd *c)
-{
-    return c->argv[8][0] != '0';
-}
-
 void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                              const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms)
 {
-    if (!many_is_fresh(c))
+    if (c->batch_keys == 2)
         add_tkey(c, prefix, queue, "result", id);
-    add_tkey(c, prefix, queue, "done", id);
+    if (c->batch_keys >= 1)
+        add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, msg, msglen);
     tq_cmd_add_int(c, delay_ms);
     tq_cmd_add_int(c, eta_ms);
 }
 
+/* A call in which no task has a delay or an eta leaves out every task's two
+ * zeros: Redis turns each argument into a Lua string, and most calls have
+ * none. Before regroup the tasks start at `head`, `per` arguments each, the
+ * last two of which are delay and eta. */
+static int many_untime(tq_cmd *c, int head, int per)
+{
+    for (int a = head + per - 2; a < c->argc; a += per)
+        if (strcmp(c->argv[a], "0") != 0 || strcmp(c->argv[a + 1], "0") != 0)
+            return 0;
+    int o = head;
+    for (int a = head; a < c->argc; a += per) {
+        for (int j = 0; j < per - 2; j++) {
+            c->argv[o] = c->argv[a + j];
+            c->argvlen[o++] = c->argvlen[a + j];
+        }
+        free(c->argv[a + per - 2]);
+        free(c->argv[a + per - 1]);
+    }
+    c->argc = o;
+    return 1;
+}
+
 void tq_cmd_enqueue_many_end(tq_cmd *c)
 {
-    if (many_is_fresh(c))
-        regroup(c, 3, 4, 5, 1);
-    else
-        regroup(c, 3, 4, 6, 2);
+    const int kpt = c->batch_keys;
+    /* EVALSHA sha numkeys, msg, pending, delayed, cap, wake, fresh, n */
+    int untimed = many_untime(c, 3 + 3 + 4, kpt + 4);
+    regroup(c, 3, 4, kpt + (untimed ? 2 : 4), kpt);
 }
 
 void tq_cmd_enqueue_many_unfresh(tq_cmd *c)
@@ -184,7 +203,7 @@ void tq_cmd_enqueue_many_unfresh(tq_cmd *c)
     int at = 3 + (int)nkeys + 2;
     if (c->argv[at][0] != '1')
         return;
-    /* Same layout (done keys only), but every id is checked. */
+    /* Same layout (no result keys), but every id is checked. */
     c->argv[at][0] = '2';
 }
 

@@ -15,7 +15,8 @@ typedef struct tq_cmd {
     int cap;
     char **argv;
     size_t *argvlen;
-    int script; /* tq_script_id, or -1 for a plain command */
+    int script;     /* tq_script_id, or -1 for a plain command */
+    int batch_keys; /* keys per task of an enqueue_many being built */
 } tq_cmd;
 
 void tq_cmd_init(tq_cmd *c);
@@ -39,9 +40,12 @@ void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char
                     const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms,
                     long long cap);
 /* enqueue_many: begin, one add per task (all of one queue), end. fresh: every
- * id of the call was just generated with tq_random_id (docs/PROTOCOL.md). */
+ * id of the call was just generated with tq_random_id (docs/PROTOCOL.md).
+ * waited: a wait on the tasks' done lists is pipelined behind the call, so
+ * a refused task's done list must get REFUSED (a fresh call that nobody
+ * waits on passes no per-task keys at all). */
 void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap,
-                               int fresh);
+                               int fresh, int waited);
 void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                              const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms);
 void tq_cmd_enqueue_many_end(tq_cmd *c);

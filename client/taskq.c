@@ -782,7 +782,7 @@ static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char
     int rc = build_message(c, t, id);
     if (rc < 0)
         return rc;
-    tq_cmd_enqueue_many_begin(cmd, c->prefix, t->queue, c->queue_cap, !t->id[0]);
+    tq_cmd_enqueue_many_begin(cmd, c->prefix, t->queue, c->queue_cap, !t->id[0], 1);
     tq_cmd_enqueue_many_add(cmd, c->prefix, t->queue, id, c->msgbuf.buf, c->msgbuf.len,
                             t->countdown_ms, t->eta_ms);
     tq_cmd_enqueue_many_end(cmd);
@@ -879,7 +879,7 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
                 SEND(&cmds[ncmd - 1]);
             }
             tq_cmd_init(&cmds[ncmd]);
-            tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap, fresh);
+            tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap, fresh, 0);
             cur_fresh = fresh;
             start[ncmd] = nok;
             count[ncmd] = 0;

@@ -1,18 +1,28 @@
 -- enqueue_many: enqueue a batch of tasks of one queue in one call: the same
 -- effect as one enqueue per task, in order. docs/PROTOCOL.md#enqueue_many
--- KEYS: msg, pending, delayed, then result:<id>, done:<id> per task (fresh 0) or done:<id> per task
--- ARGV: cap, wake_channel, fresh, n, then id, message, delay_ms, eta_ms per task
+-- KEYS: msg, pending, delayed, then per task: result:<id>, done:<id> (fresh 0);
+--   done:<id> (fresh 1 or 2, a wait is pipelined behind); or nothing (fresh 1 or 2)
+-- ARGV: cap, wake_channel, fresh, n, then per task: id, message, delay_ms,
+--   eta_ms; or id, message (no task of the call is delayed)
+-- The layout is told by the counts: each argument costs Redis a Lua string,
+-- so a call passes only what it uses.
 -- fresh = 1: every id was just drawn from 128 random bits by the caller, so
 -- none is queued and none has an old record: the duplicate check and the
--- clean-up of old records are skipped (the bulk of Redis's enqueue work), and
--- each task passes only its done key. fresh = 2: the same ids resent after a
--- broken link: checked for duplicates (the first try may have got through).
+-- clean-up of old records are skipped (the bulk of Redis's enqueue work).
+-- fresh = 2: the same ids resent after a broken link: checked for duplicates
+-- (the first try may have got through).
 -- Returns one integer per task: 1 queued, 2 delayed, -1 duplicate id, -2 queue full
 local cap = tonumber(ARGV[1])
 local fresh = ARGV[3] == '1'
 local cleanup = ARGV[3] == '0'
-local kpt = cleanup and 2 or 1 -- keys per task; task i's done key is KEYS[3 + kpt * i]
 local n = tonumber(ARGV[4])
+-- Keys and arguments per task; task i's done key (if any) is KEYS[3 + kpt * i].
+local kpt = n > 0 and (#KEYS - 3) / n or 0
+local per = n > 0 and (#ARGV - 4) / n or 4
+if (kpt ~= 0 and kpt ~= 1 and kpt ~= 2) or (cleanup and kpt ~= 2) or (per ~= 2 and per ~= 4) then
+  return redis.error_reply('taskq enqueue_many: ' .. #KEYS .. ' keys and ' .. #ARGV ..
+    ' arguments do not fit ' .. n .. ' tasks')
+end
 local size = cap > 0 and redis.call('HLEN', KEYS[1]) or 0
 local now
 local out, queued, stale, delayed, fields = {}, {}, {}, {}, {}
@@ -22,18 +32,20 @@ local earliest
 local exists, seen = {}, {}
 for i = 1, fresh and 0 or n, 500 do
   local ids = {}
-  for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[5 + (k - 1) * 4] end
+  for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[5 + (k - 1) * per] end
   local ms = redis.call('HMGET', KEYS[1], unpack(ids))
   for k = 1, #ids do exists[i + k - 1] = ms[k] end
 end
 for i = 1, n do
-  local b = 4 + (i - 1) * 4
-  local id, delay, eta = ARGV[b + 1], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local b = 4 + (i - 1) * per
+  local id = ARGV[b + 1]
   if cap > 0 and size >= cap then
     -- A submit-and-wait pipelines a blocking wait on done:<id> behind this
     -- call: wake it now rather than at its time-out.
-    redis.call('RPUSH', KEYS[3 + kpt * i], 'REFUSED')
-    redis.call('PEXPIRE', KEYS[3 + kpt * i], 60000)
+    if kpt > 0 then
+      redis.call('RPUSH', KEYS[3 + kpt * i], 'REFUSED')
+      redis.call('PEXPIRE', KEYS[3 + kpt * i], 60000)
+    end
     out[i] = -2
   elseif exists[i] or seen[id] then
     out[i] = -1
@@ -47,6 +59,8 @@ for i = 1, n do
       stale[#stale + 1] = KEYS[3 + i * 2]
     end
     local due = 0
+    local delay = per == 4 and tonumber(ARGV[b + 3]) or 0
+    local eta = per == 4 and tonumber(ARGV[b + 4]) or 0
     if delay > 0 or eta > 0 then
       if not now then
         local t = redis.call('TIME')

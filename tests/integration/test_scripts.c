@@ -522,7 +522,7 @@ static void test_scripts_enqueue_many(void **state)
          *mc = make_msg("c", 0);
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, PFX, Q, 4, 0); /* room for 3 more after "dup" */
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 4, 0, 0); /* room for 3 more after "dup" */
     tq_cmd_enqueue_many_add(&c, PFX, Q, "a", ma, strlen(ma), 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "dup", md, strlen(md), 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "b", mb, strlen(mb), 60000, 0);
@@ -1006,7 +1006,7 @@ static void test_scripts_batch_duplicates(void **state)
     char *m = make_msg("E", 0);
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 0);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "E", m, strlen(m), 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "E", m, strlen(m), 0, 0);
     tq_cmd_enqueue_many_end(&c);
@@ -1042,7 +1042,7 @@ static void test_scripts_enqueue_many_fresh(void **state)
     char *m[3];
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 1);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 1, 0);
     for (int i = 0; i < 3; i++) {
         tq_random_id(ids[i]);
         m[i] = make_msg(ids[i], 0);
@@ -1073,6 +1073,62 @@ static void test_scripts_enqueue_many_fresh(void **state)
     assert_string_equal(f.id[0], ids[0]);
     assert_string_equal(f.id[1], ids[1]);
     fetched_clear(&f);
+    tq_cmd_release(&c);
+}
+
+/* The layouts of enqueue_many (docs/PROTOCOL.md#enqueue_many): a fresh call
+ * nobody waits on passes no per-task key, and a refused task then leaves
+ * nothing behind; one that is waited on wakes the wait with REFUSED; a call
+ * whose counts fit no layout is refused as a whole. */
+static void test_scripts_enqueue_many_layouts(void **state)
+{
+    (void)state;
+    char ids[2][TQ_ID_MAX + 1];
+    char *m[2];
+    tq_cmd c;
+    tq_cmd_init(&c);
+    for (int waited = 0; waited < 2; waited++) {
+        cmd_int("DEL %s %s", qk("msg"), qk("pending"));
+        tq_cmd_enqueue_many_begin(&c, PFX, Q, 1, 1, waited); /* room for one */
+        for (int i = 0; i < 2; i++) {
+            tq_random_id(ids[i]);
+            m[i] = make_msg(ids[i], 0);
+            tq_cmd_enqueue_many_add(&c, PFX, Q, ids[i], m[i], strlen(m[i]), 0, 0);
+        }
+        tq_cmd_enqueue_many_end(&c);
+        /* Two arguments per task; keys only when waited on. */
+        assert_int_equal(c.argc, 3 + 3 + (waited ? 2 : 0) + 4 + 2 * 2);
+        redisReply *r = run(&c);
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(r->elements, 2);
+        assert_int_equal(r->element[0]->integer, 1);
+        assert_int_equal(r->element[1]->integer, -2);
+        freeReplyObject(r);
+        char *s = cmd_str("HGET %s %s", qk("msg"), ids[0]);
+        assert_string_equal(s, m[0]);
+        free(s);
+        assert_int_equal(cmd_int("HEXISTS %s %s", qk("msg"), ids[1]), 0);
+        assert_int_equal(cmd_int("EXISTS %s", tk("done", ids[0])), 0);
+        assert_int_equal(cmd_int("EXISTS %s", tk("done", ids[1])), waited);
+        if (waited)
+            assert_ttl_within(tk("done", ids[1]), 60000);
+        for (int i = 0; i < 2; i++)
+            free(m[i]);
+    }
+    /* Three tasks' arguments but n says two: refused, nothing stored. */
+    cmd_int("DEL %s %s", qk("msg"), qk("pending"));
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 1, 0);
+    for (int i = 0; i < 3; i++)
+        tq_cmd_enqueue_many_add(&c, PFX, Q, "x", "{}", 2, 0, 0);
+    tq_cmd_enqueue_many_end(&c);
+    free(c.argv[3 + 3 + 3]);
+    c.argv[3 + 3 + 3] = strdup("2");
+    c.argvlen[3 + 3 + 3] = 1;
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r->str, "do not fit 2 tasks"));
+    freeReplyObject(r);
+    assert_int_equal(cmd_int("HLEN %s", qk("msg")), 0);
     tq_cmd_release(&c);
 }
 
@@ -1345,6 +1401,7 @@ int main(void)
         T(test_scripts_fetch_skips_held_duplicates),
         T(test_scripts_batch_duplicates),
         T(test_scripts_enqueue_many_fresh),
+        T(test_scripts_enqueue_many_layouts),
         T(test_scripts_state),
         T(test_scripts_progress),
         T(test_scripts_dead_requeue),

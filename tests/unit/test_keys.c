@@ -178,7 +178,7 @@ static void test_keys_cmd_enqueue_many(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1);
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1, 1);
     tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
     tq_cmd_enqueue_many_add(&c, P, Q, "b", "m\0b", 3, 250, 0);
     tq_cmd_enqueue_many_end(&c);
@@ -192,16 +192,37 @@ static void test_keys_cmd_enqueue_many(void **state)
     tq_cmd_enqueue_many_unfresh(&c);
     w[7] = "2";
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w, N(w));
-    /* Not fresh (ids chosen by a user): the result key too, to clear it. */
-    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 0);
+    /* Not fresh (ids chosen by a user): the result key too, to clear it;
+     * no task delayed: no delay and eta per task. */
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 0, 0);
     tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
     tq_cmd_enqueue_many_end(&c);
-    const char *w2[] = {
-        TAG "msg", TAG "pending", TAG "delayed", TAG "result:a", TAG "done:a", "100", TAG "wake",
-        "0",       "1",           "a",           "ma",           "0",          "0"};
+    const char *w2[] = {TAG "msg",    TAG "pending", TAG "delayed", TAG "result:a",
+                        TAG "done:a", "100",         TAG "wake",    "0",
+                        "1",          "a",           "ma"};
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
     tq_cmd_enqueue_many_unfresh(&c); /* a no-op */
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
+    /* Fresh and not waited on, no task delayed: no per-task key, two
+     * arguments per task. */
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1, 0);
+    tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
+    tq_cmd_enqueue_many_add(&c, P, Q, "b", "m\0b", 3, 0, 0);
+    tq_cmd_enqueue_many_end(&c);
+    const char *w3[] = {TAG "msg", TAG "pending", TAG "delayed", "100", TAG "wake", "1",
+                        "2",       "a",           "ma",          "b",   NULL};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 3, w3, N(w3));
+    assert_int_equal(c.argvlen[3 + 3 + 4 + 3], 3);
+    assert_memory_equal(c.argv[3 + 3 + 4 + 3], "m\0b", 3);
+    /* One task with an eta keeps the pair for every task. */
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1, 0);
+    tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
+    tq_cmd_enqueue_many_add(&c, P, Q, "b", "mb", 2, 0, 1700000000000);
+    tq_cmd_enqueue_many_end(&c);
+    const char *w4[] = {TAG "msg", TAG "pending", TAG "delayed", "100", TAG "wake",
+                        "1",       "2",           "a",           "ma",  "0",
+                        "0",       "b",           "mb",          "0",   "1700000000000"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 3, w4, N(w4));
     tq_cmd_release(&c);
 }
 

@@ -29,12 +29,12 @@ done
 if [ "$QUICK" = 1 ]; then
     CEIL_N=200000; C1_N=20000; SINGLE_N=5000; BULK_N=50000; DRAIN_N=5000
     RT_N=300; COST_N=5000; DEEP_N=50000; DEEP_FIRST=5000; SHALLOW_N=1000
-    DELAY_N=5000; DELAY_SMALL=1000; LOAD_N=20000; WARM_N=2000; T_DRAIN=30; T_LONG=40
+    DELAY_N=5000; DELAY_SMALL=1000; LOAD_N=60000; WARM_N=20000; T_DRAIN=30; T_LONG=40
     REPS=1
 else
     CEIL_N=2000000; C1_N=100000; SINGLE_N=50000; BULK_N=500000; DRAIN_N=50000
     RT_N=2000; COST_N=100000; DEEP_N=1000000; DEEP_FIRST=100000; SHALLOW_N=1000
-    DELAY_N=100000; DELAY_SMALL=5000; LOAD_N=1000000; WARM_N=20000; T_DRAIN=120; T_LONG=300
+    DELAY_N=100000; DELAY_SMALL=5000; LOAD_N=1000000; WARM_N=200000; T_DRAIN=120; T_LONG=300
     REPS=2
 fi
 BATCH=1000
@@ -213,17 +213,13 @@ c1=$(rb_best "$C1_N" -c 1 -P 1)
 record ceiling "scenario=ceiling status=${ceil:+ok} rate=${ceil:-0}"
 record c1p1 "scenario=c1p1 status=${c1:+ok} rate=${c1:-0}"
 
-# ---- enqueue ----------------------------------------------------------------
-record enq_single "$(bench 60 enqueue-single "$SINGLE_N")"; flush
-record enq_bulk "$(bench 60 enqueue-bulk "$BULK_N" "$BATCH")"; flush
-
-# ---- drain ------------------------------------------------------------------
-# best_drain NAME "WORKER SPECS": REPS runs, each kept as NAME_rK; NAME is the
-# fastest ok run (other sessions on a shared box only ever slow a run down).
-best_drain() {
-    name=$1; specs=$2; best=""; bestrate=-1
-    for k in $(seq 1 "$REPS"); do
-        l=$(with_workers "$T_DRAIN" "$specs" drain "$DRAIN_N")
+# best_of NAME RUNS COMMAND...: RUNS runs of a scenario, each kept as
+# NAME_rK; NAME is the fastest ok run (other sessions on a shared box only
+# ever slow a run down, and the references are taken the same way).
+best_of() {
+    name=$1; runs=$2; shift 2; best=""; bestrate=-1
+    for k in $(seq 1 "$runs"); do
+        l=$("$@")
         flush
         record "${name}_r$k" "$l"
         r=$(val rate "$l")
@@ -233,6 +229,17 @@ best_drain() {
         [ -n "$best" ] || best=$l
     done
     record "$name" "$best"
+}
+
+# ---- enqueue ----------------------------------------------------------------
+# As many runs as their references (redis-benchmark, best of CEIL_RUNS).
+best_of enq_single "$CEIL_RUNS" bench 60 enqueue-single "$SINGLE_N"
+best_of enq_bulk "$CEIL_RUNS" bench 60 enqueue-bulk "$BULK_N" "$BATCH"
+
+# ---- drain ------------------------------------------------------------------
+# best_drain NAME "WORKER SPECS": the best of REPS drain runs.
+best_drain() {
+    best_of "$1" "$REPS" with_workers "$T_DRAIN" "$2" drain "$DRAIN_N"
 }
 for pool in prefork threads; do
     for c in 1 2 4; do
@@ -289,9 +296,21 @@ flush
 record load_warm "$(bench "$T_LONG" load "$WARM_N" 20000)"
 settle 1
 record rss_prefork_warm "scenario=rss status=ok $(rss_of "$wp")"
-record load "$(bench "$T_LONG" load $((LOAD_N - WARM_N)) 20000)"
-settle 1
-record rss_prefork_after "scenario=rss status=ok $(rss_of "$wp")"
+# The rest in four parts, RSS after each: a leak grows with every part,
+# while the allocator's noise (a few hundred kB either way) does not.
+part=$(((LOAD_N - WARM_N) / 4)); secs=0; ldone=$WARM_N; lstatus=ok; samples=""
+for k in 1 2 3 4; do
+    l=$(bench "$T_LONG" load "$part" 20000)
+    record "load_p$k" "$l"
+    [ "$(val status "$l")" = ok ] || lstatus=$(val status "$l")
+    secs=$(awk -v a="$secs" -v b="$(val secs "$l")" 'BEGIN { print a + b }')
+    ldone=$((ldone + part))
+    settle 1
+    record "rss_prefork_p$k" "scenario=rss status=ok tasks=$ldone $(rss_of "$wp")"
+    samples="${samples:+$samples,}$(val parent_kb "$(get "rss_prefork_p$k")")"
+done
+record load "scenario=load status=$lstatus n=$((ldone - WARM_N)) secs=$secs rate=$(awk -v n=$((ldone - WARM_N)) -v s="$secs" 'BEGIN { if (s > 0) printf "%.0f", n / s }') parent_samples_kb=$samples"
+record rss_prefork_after "$(get rss_prefork_p4)"
 stop_workers; flush
 
 ELAPSED=$(($(date +%s) - T0))
@@ -340,7 +359,7 @@ echo "## taskq benchmark$( [ "$QUICK" = 1 ] && echo ' (--quick: small N, smoke r
 echo
 echo "- machine: $NPROC × $CPU, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r); load average before the run: $LOAD0"
 echo "- versions: Redis $RV; $GV; $TV (git $GIT$DIRTY)"
-echo "- settings: redis-server on 127.0.0.1 TCP, --save \"\" --appendonly no; task \`noop\`, queue cap 10,000,000, argument validation on; results stored (TTL 86400 s), leases on (10 s); workers --log-level warn --prefetch ${TASKQ_BENCH_PREFETCH:-auto}; N: drain $(fmt "$DRAIN_N") (bulk pre-queued in batches of $BATCH; each drain row is the best of $REPS runs, every run in the raw lines), enqueue single $(fmt "$SINGLE_N"), bulk $(fmt "$BULK_N"); ceiling = best of $CEIL_RUNS runs of redis-benchmark -c 50 -P 16 -d 512 -t lpush -n $(fmt "$CEIL_N") (single-call reference: best of $CEIL_RUNS, -c 1 -P 1); run took ${ELAPSED} s"
+echo "- settings: redis-server on 127.0.0.1 TCP, --save \"\" --appendonly no; task \`noop\`, queue cap 10,000,000, argument validation on; results stored (TTL 86400 s), leases on (10 s); workers --log-level warn --prefetch ${TASKQ_BENCH_PREFETCH:-auto}; N: drain $(fmt "$DRAIN_N") (bulk pre-queued in batches of $BATCH; each drain row is the best of $REPS runs, every run in the raw lines), enqueue single $(fmt "$SINGLE_N"), bulk $(fmt "$BULK_N") (each the best of $CEIL_RUNS runs, like its reference); ceiling = best of $CEIL_RUNS runs of redis-benchmark -c 50 -P 16 -d 512 -t lpush -n $(fmt "$CEIL_N") (single-call reference: best of $CEIL_RUNS, -c 1 -P 1); run took ${ELAPSED} s"
 echo
 row "scenario" "taskq" "ratio" "target" "met"
 row "---" "---:" "---:" "---" "---"
@@ -374,6 +393,10 @@ for pool in threads prefork; do
     row "Redis CPU per task, enqueue→result ($pool -c $NPROC, $(fmt "$COST_N") tasks)" "${cpu:-$s} µs" "—" "≤ 10 µs" "$(le "$cpu" 10)"
     row "… of which enqueue / Lua (EVALSHA usec) / other commands" "$(val enq_cpu_us_per_task "$l") / $(val lua_usec_per_task "$l") / $(val cmd_usec_per_task "$l") µs" "—" "—" "—"
     row "… commands (incl. inside Lua) / Lua calls / read events (≈ round trips) per task" "$(val cmds_per_task "$l") / $(val lua_calls_per_task "$l") / $(val reads_per_task "$l")" "—" "—" "—"
+    # What one fully busy Redis core could drain at this cost: a bound on
+    # every drain row, whatever the worker does.
+    bound=$(awk -v a="$cpu" -v b="$(val enq_cpu_us_per_task "$l")" 'BEGIN { if (a != "" && b != "" && a - b > 0) print 1e6 / (a - b) }')
+    row "… drain rate one Redis core allows at this cost: 10⁶ / (CPU − enqueue, µs)" "$(fmt "$bound") tasks/s" "$(ratio "$bound" "$CEIL")" "—" "—"
 done
 l=$(get cost_threads)
 row "Redis memory per queued task (used_memory, no worker)" "$(val bytes_per_task "$l") B" "—" "—" "—"
@@ -403,7 +426,7 @@ wpk=$(val parent_kb "$lw"); wck=$(val max_child_kb "$lw")
 row "RSS after the first $(fmt "$WARM_N") tasks (warm): parent / children" "$(fmt "$wpk") / $(val children_kb "$lw") kB" "—" "—" "—"
 gp=$(awk -v a="$ap" -v b="$wpk" 'BEGIN { if (a != "" && b != "") print a - b }')
 gc=$(awk -v a="$ac" -v b="$wck" 'BEGIN { if (a != "" && b != "") print a - b }')
-row "RSS after $(fmt "$LOAD_N") tasks (prefork -c $NPROC, $(fmt "$(val rate "$lo")") tasks/s, $(val status "$lo")): parent / children" "$(fmt "$ap") / $(val children_kb "$l") kB (+$gp / +$gc kB since warm)" "—" "growth since warm ≤ 512 kB" "$( [ "$(val status "$lo")" = ok ] && le "$(awk -v a="$gp" -v b="$gc" 'BEGIN { print (a > b ? a : b) }')" 512 || echo '—')"
+row "RSS after $(fmt "$LOAD_N") tasks (prefork -c $NPROC, $(fmt "$(val rate "$lo")") tasks/s, $(val status "$lo")): parent / children" "$(fmt "$ap") / $(val children_kb "$l") kB (+$gp / +$gc kB since warm; parent every $(fmt $(((LOAD_N - WARM_N) / 4))) tasks: $(val parent_samples_kb "$lo" | sed 's/,/, /g') kB)" "—" "growth since warm ≤ 512 kB" "$( [ "$(val status "$lo")" = ok ] && le "$(awk -v a="$gp" -v b="$gc" 'BEGIN { print (a > b ? a : b) }')" 512 || echo '—')"
 echo
 echo "Raw lines: $OUT; this table: $TABLE"
 } | tee "$TABLE"

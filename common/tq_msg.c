@@ -52,8 +52,19 @@ void tq_msg_free(tq_msg *m)
 {
     if (!m)
         return;
+    /* Acquire-release: the last holder sees every other holder's reads done. */
+    if (__atomic_fetch_sub(&m->shares, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
     json_decref(m->root);
     free(m);
+}
+
+tq_msg *tq_msg_share(const tq_msg *m)
+{
+    /* Only the count changes: the message stays as it is for every holder. */
+    tq_msg *s = (tq_msg *)(uintptr_t)m;
+    __atomic_add_fetch(&s->shares, 1, __ATOMIC_RELAXED);
+    return s;
 }
 
 int tq_msg_prescan_depth(const char *buf, size_t len, int max_depth)

@@ -42,6 +42,7 @@ typedef struct tq_msg {
     int64_t retries; /* -1 when absent */
     int64_t created_ms;
     int64_t eta_ms, expires_ms, soft_limit_ms, hard_limit_ms; /* 0 when absent */
+    int shares; /* holders beyond the first (tq_msg_share), atomic */
 } tq_msg;
 
 void tq_msg_limits_default(tq_msg_limits *lim);
@@ -50,6 +51,13 @@ void tq_msg_limits_default(tq_msg_limits *lim);
  * are copied. Never NULL. */
 tq_msg *tq_msg_new(const char *id, const char *task, const char *queue);
 void tq_msg_free(tq_msg *m);
+/* Another holder of the same message, nothing copied: returns m, whose
+ * tq_msg_free then only drops one holder; the last one frees it. Holders on
+ * different threads may free theirs in any order (the count is atomic, and
+ * only the last holder touches the tree's own reference counts, which
+ * jansson reads without atomics); but nobody may change the message while
+ * another holder reads it. */
+tq_msg *tq_msg_share(const tq_msg *m);
 
 /* Decode buf[0..len). On success returns TQ_MSG_OK and *out (caller frees).
  * Otherwise returns a tq_msg_status and writes a precise, printable reason

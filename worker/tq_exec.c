@@ -7,9 +7,13 @@
  * same way, and tq_outcome_pack/unpack carry its result over the child's pipe.
  *
  * Invariants:
- *  - tq_exec_run always fills *out with exactly one status.
- *  - struct taskq_ctx lives on tq_exec_run's stack for one call; a task must
- *    not keep it.
+ *  - tq_exec_run and tq_exec_run_msg always fill *out with exactly one
+ *    status.
+ *  - struct taskq_ctx lives on the stack for one call; a task must not keep
+ *    it.
+ *  - A task's arguments are its own: from tq_exec_run the message is a
+ *    private decode; tq_exec_run_msg, whose message the caller keeps, hands
+ *    the task deep copies.
  *  - The stop flags are written by a signal handler (prefork) or by the loop
  *    thread (threads pool) and only read here. */
 #include "tq_exec.h"
@@ -179,6 +183,19 @@ static double cpu_now_ms(int thread, long *maxrss_kb)
     return tv_ms(&ru.ru_utime) + tv_ms(&ru.ru_stime);
 }
 
+/* The attempt's wall and CPU time since t0/c0, and the executor's peak RSS:
+ * a process executor's is the prefork child's (read with its CPU time, one
+ * system call); in the threads pool it would be the whole worker's, which
+ * says nothing. */
+static void finish_times(const tq_exec_env *env, int64_t t0, double c0, tq_outcome *out)
+{
+    out->runtime_ms = (double)(tq_mono_us() - t0) / 1000.0;
+    long maxrss = -1;
+    double c1 = cpu_now_ms(env->measure_thread_cpu, env->measure_thread_cpu ? NULL : &maxrss);
+    out->cpu_ms = c0 >= 0 && c1 >= 0 ? c1 - c0 : -1;
+    out->maxrss_kb = c1 >= 0 ? maxrss : -1;
+}
+
 /* Compact JSON for a task's return value. Reals are written with 15
  * significant digits when that reads back as the same value (0.1, not
  * 0.10000000000000001), else with the 17 that always do. */
@@ -196,27 +213,17 @@ static char *dump_result(json_t *v)
     return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
-void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome *out)
+/* Run the decoded message m; t0 and c0 are when the attempt started (wall
+ * and CPU). own_args: give the task copies of the arguments, because m is
+ * shared with a caller that may re-send it (a retry must carry the
+ * arguments as submitted, whatever the task did to its own). */
+static void run_decoded(const tq_exec_env *env, const tq_msg *m, int own_args, int64_t t0,
+                        double c0, tq_outcome *out)
 {
-    tq_msg *m = NULL;
     json_t *result = NULL, *bound = NULL, *empty_kwargs = NULL;
+    json_t *args_copy = NULL, *kwargs_copy = NULL;
     char err[512];
-    tq_msg_limits deflim;
-    const tq_msg_limits *lim = env->limits;
 
-    tq_outcome_init(out);
-    if (!lim) {
-        tq_msg_limits_default(&deflim);
-        lim = &deflim;
-    }
-    int64_t t0 = tq_mono_us();
-    double c0 = cpu_now_ms(env->measure_thread_cpu, NULL);
-
-    if (tq_msg_decode(msg, len, lim, &m, err, sizeof(err)) != TQ_MSG_OK) {
-        tq_outcome_set_error(out, TQ_OUT_FAILURE, "MalformedMessage", "%s", err);
-        out->no_retry = 1;
-        goto out;
-    }
     const tq_task_def *def = tq_registry_find(env->reg, m->task);
     if (!def) {
         tq_outcome_set_error(out, TQ_OUT_FAILURE, "NotRegistered", "unregistered task %s", m->task);
@@ -225,10 +232,19 @@ void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome
     }
 
     json_t *args = m->args, *kwargs = m->kwargs;
+    if (own_args) {
+        args = args_copy = json_deep_copy(m->args);
+        kwargs = kwargs_copy = json_deep_copy(m->kwargs);
+        if (!args || !kwargs) {
+            tq_outcome_set_error(out, TQ_OUT_FAILURE, "MemoryError",
+                                 "out of memory copying the arguments of %s", m->task);
+            goto out;
+        }
+    }
     if (def->sig) {
         /* Typed signature: a wrong call never reaches the task, and is not
          * retried (the same arguments would fail the same way). */
-        if (tq_sig_bind(def->sig, m->task, m->args, m->kwargs, &bound, err, sizeof(err)) < 0) {
+        if (tq_sig_bind(def->sig, m->task, args, kwargs, &bound, err, sizeof(err)) < 0) {
             tq_outcome_set_error(out, TQ_OUT_FAILURE, "TypeError", "%s", err);
             out->no_retry = 1;
             goto out;
@@ -264,15 +280,43 @@ out:
     json_decref(result);
     json_decref(bound);
     json_decref(empty_kwargs);
+    json_decref(args_copy);
+    json_decref(kwargs_copy);
+    finish_times(env, t0, c0, out);
+}
+
+void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome *out)
+{
+    tq_msg *m = NULL;
+    char err[512];
+    tq_msg_limits deflim;
+    const tq_msg_limits *lim = env->limits;
+
+    tq_outcome_init(out);
+    if (!lim) {
+        tq_msg_limits_default(&deflim);
+        lim = &deflim;
+    }
+    int64_t t0 = tq_mono_us();
+    double c0 = cpu_now_ms(env->measure_thread_cpu, NULL);
+
+    if (tq_msg_decode(msg, len, lim, &m, err, sizeof(err)) != TQ_MSG_OK) {
+        tq_outcome_set_error(out, TQ_OUT_FAILURE, "MalformedMessage", "%s", err);
+        out->no_retry = 1;
+        finish_times(env, t0, c0, out);
+        return;
+    }
+    /* The message is this call's own: the task may have its arguments. */
+    run_decoded(env, m, 0, t0, c0, out);
     tq_msg_free(m);
-    out->runtime_ms = (double)(tq_mono_us() - t0) / 1000.0;
-    /* A process executor's peak RSS is the prefork child's (read with its
-     * CPU time, one system call); in the threads pool it would be the whole
-     * worker's, which says nothing. */
-    long maxrss = -1;
-    double c1 = cpu_now_ms(env->measure_thread_cpu, env->measure_thread_cpu ? NULL : &maxrss);
-    out->cpu_ms = c0 >= 0 && c1 >= 0 ? c1 - c0 : -1;
-    out->maxrss_kb = c1 >= 0 ? maxrss : -1;
+}
+
+void tq_exec_run_msg(const tq_exec_env *env, const tq_msg *m, tq_outcome *out)
+{
+    tq_outcome_init(out);
+    int64_t t0 = tq_mono_us();
+    double c0 = cpu_now_ms(env->measure_thread_cpu, NULL);
+    run_decoded(env, m, 1, t0, c0, out);
 }
 
 /* ---- pack/unpack ----

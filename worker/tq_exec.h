@@ -1,7 +1,7 @@
 /* tq_exec: run one attempt of a task in the current process or thread:
- * decode the raw message, look the task name up in the registry (never
- * anywhere else), call the function, and describe what happened in a
- * tq_outcome. Both pools use this; it knows nothing of Redis. */
+ * decode the raw message (or take the caller's decode), look the task name up in the registry
+ * (never anywhere else), call the function, and describe what happened in a tq_outcome. Both pools
+ * use this; it knows nothing of Redis. */
 #ifndef TQ_EXEC_H
 #define TQ_EXEC_H
 
@@ -61,6 +61,9 @@ void tq_outcome_set_error(tq_outcome *o, tq_out_status st, const char *type, con
 
 /* Run the task described by msg[0..len). Always fills *out. */
 void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome *out);
+/* The same for a message the caller decoded (with the same limits) and
+ * keeps: it is only read, and the task gets copies of the arguments. */
+void tq_exec_run_msg(const tq_exec_env *env, const tq_msg *m, tq_outcome *out);
 
 /* Outcome <-> compact binary-safe text, for the prefork pipe. Returns a
  * malloc'd buffer / 0 on success. */

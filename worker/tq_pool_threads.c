@@ -38,8 +38,12 @@
  *  - The pool's memory is reference counted (the loop plus each thread), so
  *    an abandoned thread that returns after tq_pool_free still finds the
  *    pool; the last reference frees it.
- *  - Every message is copied at submit: an abandoned thread may still read
- *    it after `done` told the caller it may free its own. */
+ *  - Every job holds a message of its own: the bytes copied at submit, or a
+ *    share of the caller's decode (tq_msg_share, nothing copied; the caller
+ *    does not change it until `done`, see tq_pool_job). An abandoned thread
+ *    may still read it after `done` told the caller it may free its own.
+ *    A thread drops its share before it reports the job done, so the caller
+ *    may change the message in `done`. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -75,6 +79,7 @@ typedef struct tjob {
     int abandoned;
     int64_t started_mono_ms;
     tq_outcome out;
+    tq_msg *m; /* a share of the caller's decode, or NULL: then msg */
     size_t msglen;
     char *msg; /* a copy in the same allocation, see the invariants */
 } tjob;
@@ -167,6 +172,7 @@ static void notify_loop(th_pool *p)
 static void job_free_mem(tjob *j)
 {
     tq_outcome_clear(&j->out);
+    tq_msg_free(j->m);
     free(j);
 }
 
@@ -273,7 +279,14 @@ static void *thread_main(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         tq_outcome out;
-        tq_exec_run(&env, j->msg, j->msglen, &out);
+        if (j->m) {
+            tq_exec_run_msg(&env, j->m, &out);
+            /* Before `done`: the caller may change the message there. */
+            tq_msg_free(j->m);
+            j->m = NULL;
+        } else {
+            tq_exec_run(&env, j->msg, j->msglen, &out);
+        }
 
         pthread_mutex_lock(&p->mu);
         t->cur = NULL;
@@ -313,17 +326,22 @@ static void loop_unlink(th_pool *p, tjob *j)
     p->njobs--;
 }
 
-/* The job leaves the pool: report it through `done`. The memory is freed
- * here unless its thread still runs it (abandoned). */
-static void finish(th_pool *p, tjob *j, tq_outcome *o, int free_it)
+/* The loop's side of a job that leaves the pool: its list and its timer. */
+static void leave_loop(th_pool *p, tjob *j)
 {
-    void *cookie = j->cookie;
     loop_unlink(p, j);
     if (j->soft_ev)
         event_free(j->soft_ev);
     j->soft_ev = NULL;
-    if (free_it)
-        job_free_mem(j);
+}
+
+/* The job leaves the pool (its thread is done with it): freed, then
+ * reported through `done`. */
+static void finish(th_pool *p, tjob *j, tq_outcome *o)
+{
+    void *cookie = j->cookie;
+    leave_loop(p, j);
+    job_free_mem(j);
     p->cfg.done(p->cfg.arg, cookie, o);
 }
 
@@ -344,7 +362,7 @@ static void finish_done(th_pool *p, tjob *done)
         done = j->next;
         tq_outcome o = j->out;
         tq_outcome_init(&j->out);
-        finish(p, j, &o, 1);
+        finish(p, j, &o);
     }
 }
 
@@ -409,7 +427,9 @@ static int th_submit(void *impl, const tq_pool_job *job)
                             "be killed); only the soft limit applies");
         p->warned_hard = 1;
     }
-    tjob *j = tq_xcalloc(1, sizeof(*j) + job->msglen + 1);
+    /* A decoded message is shared, not copied: no bytes to keep. */
+    size_t keep = job->decoded ? 0 : job->msglen;
+    tjob *j = tq_xcalloc(1, sizeof(*j) + keep + 1);
     j->pool = p;
     j->cookie = job->cookie;
     j->soft_limit_ms = job->soft_limit_ms > 0 ? job->soft_limit_ms : 0;
@@ -418,9 +438,11 @@ static int th_submit(void *impl, const tq_pool_job *job)
     j->flags.stopping = p->stopping;
     tq_outcome_init(&j->out);
     j->msg = (char *)(j + 1);
-    j->msglen = job->msglen;
-    if (job->msglen)
-        memcpy(j->msg, job->msg, job->msglen);
+    j->msglen = keep;
+    if (job->decoded)
+        j->m = tq_msg_share(job->decoded);
+    else if (keep)
+        memcpy(j->msg, job->msg, keep);
     loop_link(p, j);
     j->state = J_QUEUED;
     /* The caller usually hands over several jobs in one callback: they
@@ -549,16 +571,20 @@ static void th_kill(void *impl)
     /* Everything that finished in time, with its progress, and the timers
      * of jobs that started. */
     deliver(p);
-    /* Whatever still runs now is abandoned: its thread frees it later. */
-    tjob **stuck = tq_xcalloc((size_t)p->n + 1, sizeof(*stuck));
+    /* Whatever still runs now is abandoned: its thread frees it later, as
+     * soon as it sees the flag, so the loop is done with the job (list,
+     * timer) before it sets the flag, under mu, and afterwards keeps only
+     * the cookie. */
+    void **stuck = tq_xcalloc((size_t)p->n + 1, sizeof(*stuck));
     int nstuck = 0;
     pthread_mutex_lock(&p->mu);
     p->killing = 0;
     for (int i = 0; i < p->n; i++) {
         tjob *j = p->threads[i].cur;
         if (j && !j->abandoned) {
+            stuck[nstuck++] = j->cookie;
+            leave_loop(p, j);
             j->abandoned = 1;
-            stuck[nstuck++] = j;
         }
     }
     /* Reports the threads made between deliver and here would name jobs
@@ -579,7 +605,7 @@ static void th_kill(void *impl)
         tq_outcome_init(&o);
         tq_outcome_set_error(&o, TQ_OUT_ABORTED, "WorkerShutdown",
                              "task not started at a cold shutdown");
-        finish(p, j, &o, 1);
+        finish(p, j, &o);
     }
     for (int i = 0; i < nstuck; i++) {
         tq_log_warn(p->log, "threads pool: a task did not stop within %d ms; abandoning its thread",
@@ -588,7 +614,7 @@ static void th_kill(void *impl)
         tq_outcome_init(&o);
         tq_outcome_set_error(&o, TQ_OUT_ABORTED, "WorkerShutdown",
                              "task still running at a cold shutdown");
-        finish(p, stuck[i], &o, 0);
+        p->cfg.done(p->cfg.arg, stuck[i], &o);
     }
     free(stuck);
 }

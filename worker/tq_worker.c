@@ -876,6 +876,7 @@ static void start_job(tq_worker *w, job *j)
         .cookie = j,
         .msg = j->body,
         .msglen = j->bodylen,
+        .decoded = j->msg,
         .soft_limit_ms = j->msg->soft_limit_ms        ? j->msg->soft_limit_ms
                          : j->def->opts.soft_limit_ms ? j->def->opts.soft_limit_ms
                                                       : w->cfg.soft_limit_ms,

@@ -729,6 +729,29 @@ static void test_msg_write_new_matches_encode(void **state)
     json_decref(empty_o);
 }
 
+/* A share is the same message with one more holder: freeing the first
+ * holder leaves it whole for the other, and the last free releases it (the
+ * ASan and valgrind stages would report a leak or a read after free). */
+static void test_msg_share(void **state)
+{
+    (void)state;
+    tq_msg *m = tq_msg_new("abc", "t.x", "q");
+    tq_msg_set_args(m, json_pack("[i]", 5));
+    tq_msg *s1 = tq_msg_share(m), *s2 = tq_msg_share(m);
+    assert_ptr_equal(s1, m);
+    assert_ptr_equal(s2, m);
+    tq_msg_free(m);
+    tq_msg_free(s1);
+    assert_string_equal(s2->id, "abc");
+    assert_string_equal(s2->task, "t.x");
+    assert_int_equal(json_integer_value(json_array_get(s2->args, 0)), 5);
+    size_t len;
+    char *enc = tq_msg_encode(s2, &len);
+    assert_non_null(strstr(enc, "\"args\":[5]"));
+    free(enc);
+    tq_msg_free(s2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_msg_record_new),
         cmocka_unit_test(test_msg_json_type_names),
         cmocka_unit_test(test_msg_write_new_matches_encode),
+        cmocka_unit_test(test_msg_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

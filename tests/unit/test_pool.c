@@ -78,6 +78,37 @@ static int t_block(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **result
     return taskq_retry(ctx, 0, "WorkerShutdown", "t.block: stopped");
 }
 
+/* t.grow: appends to its arguments and returns how many it has then: a
+ * task may change what it was given, and nobody else may see that. */
+static int t_grow(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **result)
+{
+    (void)ctx;
+    json_array_append_new(args, json_string("added"));
+    json_object_set_new(kwargs, "added", json_true());
+    *result = json_integer((json_int_t)json_array_size(args));
+    return 0;
+}
+
+/* What t.late saw once it returned: the length of its task id, or -1 until
+ * then. The one piece of state a test reads across threads. */
+static int late_seen = -1;
+
+/* t.late: ignores every stop request for LATE_MS, then reads its message
+ * (through the context), long after an abandoning tq_pool_kill. */
+#define LATE_MS 3600
+static int t_late(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **result)
+{
+    (void)args;
+    (void)kwargs;
+    taskq_progress(ctx, 0.0, "running");
+    struct timespec ts = {LATE_MS / 1000, (LATE_MS % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    const char *id = taskq_ctx_id(ctx);
+    *result = json_string(id);
+    __atomic_store_n(&late_seen, (int)strlen(id), __ATOMIC_RELEASE);
+    return 0;
+}
+
 static void done_cb(void *arg, void *cookie, tq_outcome *out)
 {
     fx *f = arg;
@@ -107,6 +138,8 @@ static int setup(void **state)
     tq_builtin_register(f->reg);
     taskq_register(f->reg, "t.pid", t_pid, NULL);
     taskq_register(f->reg, "t.block", t_block, NULL);
+    taskq_register(f->reg, "t.grow", t_grow, NULL);
+    taskq_register(f->reg, "t.late", t_late, NULL);
     tq_msg_limits_default(&f->lim);
     f->log.level = TQ_LOG_ERROR;
     f->log.name = "test";
@@ -162,7 +195,7 @@ static int submit(fx *f, int i, const char *task, const char *args, int64_t soft
     free(f->msgs[i]);
     f->msgs[i] = tq_msg_encode(m, &len);
     tq_msg_free(m);
-    tq_pool_job job = {&f->recs[i], f->msgs[i], len, soft, hard};
+    tq_pool_job job = {&f->recs[i], f->msgs[i], len, soft, hard, NULL};
     return tq_pool_submit(f->pool, &job);
 }
 
@@ -329,7 +362,7 @@ static void crash_and_replace(fx *f, const char *kwargs_task, int sig, const cha
     size_t len;
     f->msgs[1] = tq_msg_encode(m, &len);
     tq_msg_free(m);
-    tq_pool_job job = {&f->recs[1], f->msgs[1], len, 0, 0};
+    tq_pool_job job = {&f->recs[1], f->msgs[1], len, 0, 0, NULL};
     assert_int_equal(tq_pool_submit(f->pool, &job), 0);
     wait_done(f, 2, 5000);
     const tq_outcome *o = &f->recs[1].out;
@@ -582,7 +615,7 @@ static void test_pool_prefork_large_message(void **state)
     f->msgs[0] = tq_msg_encode(m, &len);
     tq_msg_free(m);
     assert_true(len > 600000);
-    tq_pool_job job = {&f->recs[0], f->msgs[0], len, 0, 0};
+    tq_pool_job job = {&f->recs[0], f->msgs[0], len, 0, 0, NULL};
     assert_int_equal(tq_pool_submit(f->pool, &job), 0);
     wait_done(f, 1, 10000);
     assert_int_equal(f->recs[0].out.status, TQ_OUT_SUCCESS);
@@ -600,7 +633,7 @@ static void test_pool_prefork_malformed(void **state)
     fx *f = *state;
     make_pool(f, TQ_POOL_PREFORK, 1, 0, 0);
     static const char junk[] = "{\"v\":1,\0\xff\xfe}";
-    tq_pool_job job = {&f->recs[0], junk, sizeof(junk) - 1, 0, 0};
+    tq_pool_job job = {&f->recs[0], junk, sizeof(junk) - 1, 0, 0, NULL};
     assert_int_equal(tq_pool_submit(f->pool, &job), 0);
     wait_done(f, 1, 5000);
     assert_int_equal(f->recs[0].out.status, TQ_OUT_FAILURE);
@@ -847,6 +880,73 @@ static void test_pool_threads_backlog_soft_limit(void **state)
     backlog_soft_limit(*state, TQ_POOL_THREADS);
 }
 
+/* A decoded message handed to the threads pool is run as it is (here
+ * without any bytes at all), and the task's changes to its arguments stay
+ * the task's: the caller's message is what a retry would send again. */
+static void test_pool_threads_decoded(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_THREADS, 2, 0, 0);
+    tq_msg *m[2];
+    for (int i = 0; i < 2; i++) {
+        m[i] = tq_msg_new("job", "t.grow", "default");
+        tq_msg_set_args(m[i], json_pack("[i,i]", 1, 2));
+        tq_pool_job job = {&f->recs[i], NULL, 0, 0, 0, m[i]};
+        assert_int_equal(tq_pool_submit(f->pool, &job), 0);
+    }
+    wait_done(f, 2, 5000);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(result_long(&f->recs[i]), 3);
+        assert_int_equal(json_array_size(m[i]->args), 2);
+        assert_null(json_object_get(m[i]->kwargs, "added"));
+        tq_msg_free(m[i]);
+    }
+}
+
+/* The prefork pool sends the bytes (a child has its own memory): the
+ * decoded message is not what runs there. */
+static void test_pool_prefork_ignores_decoded(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_PREFORK, 1, 0, 0);
+    tq_msg *bytes = tq_msg_new("job", "echo", "default");
+    tq_msg_set_args(bytes, json_pack("[i]", 7));
+    size_t len;
+    f->msgs[0] = tq_msg_encode(bytes, &len);
+    tq_msg_free(bytes);
+    tq_msg *other = tq_msg_new("job", "t.grow", "default");
+    tq_pool_job job = {&f->recs[0], f->msgs[0], len, 0, 0, other};
+    assert_int_equal(tq_pool_submit(f->pool, &job), 0);
+    wait_done(f, 1, 5000);
+    assert_int_equal(result_long(&f->recs[0]), 7);
+    tq_msg_free(other);
+}
+
+/* A thread abandoned by tq_pool_kill may run on after its job was reported
+ * ABORTED and the caller freed its message: the thread's share keeps the
+ * message alive until the task is done with it (ASan would see a read of
+ * freed memory otherwise). */
+static void test_pool_threads_abandoned_decoded(void **state)
+{
+    fx *f = *state;
+    make_pool(f, TQ_POOL_THREADS, 1, 0, 0);
+    tq_msg *m = tq_msg_new("job-abandoned", "t.late", "default");
+    tq_pool_job job = {&f->recs[0], NULL, 0, 0, 0, m};
+    assert_int_equal(tq_pool_submit(f->pool, &job), 0);
+    wait_progress(f, 0, 1, 5000);
+    tq_pool_kill(f->pool); /* waits 3 s, then abandons the thread */
+    assert_int_equal(f->ndone, 1);
+    assert_int_equal(f->recs[0].out.status, TQ_OUT_ABORTED);
+    tq_msg_free(m);
+    int64_t deadline = tq_mono_ms() + 5000;
+    while (__atomic_load_n(&late_seen, __ATOMIC_ACQUIRE) < 0 && tq_mono_ms() < deadline) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(__atomic_load_n(&late_seen, __ATOMIC_ACQUIRE), (int)strlen("job-abandoned"));
+    assert_int_equal(f->recs[0].done, 1);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -881,6 +981,9 @@ int main(void)
         T(test_pool_threads_backlog_kill),
         T(test_pool_prefork_backlog_soft_limit),
         T(test_pool_threads_backlog_soft_limit),
+        T(test_pool_threads_decoded),
+        T(test_pool_prefork_ignores_decoded),
+        T(test_pool_threads_abandoned_decoded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -424,9 +424,10 @@ l=$(get rss_prefork_after); lo=$(get load); lw=$(get rss_prefork_warm)
 ap=$(val parent_kb "$l"); ac=$(val max_child_kb "$l")
 wpk=$(val parent_kb "$lw"); wck=$(val max_child_kb "$lw")
 row "RSS after the first $(fmt "$WARM_N") tasks (warm): parent / children" "$(fmt "$wpk") / $(val children_kb "$lw") kB" "—" "—" "—"
-gp=$(awk -v a="$ap" -v b="$wpk" 'BEGIN { if (a != "" && b != "") print a - b }')
-gc=$(awk -v a="$ac" -v b="$wck" 'BEGIN { if (a != "" && b != "") print a - b }')
-row "RSS after $(fmt "$LOAD_N") tasks (prefork -c $NPROC, $(fmt "$(val rate "$lo")") tasks/s, $(val status "$lo")): parent / children" "$(fmt "$ap") / $(val children_kb "$l") kB (+$gp / +$gc kB since warm; parent every $(fmt $(((LOAD_N - WARM_N) / 4))) tasks: $(val parent_samples_kb "$lo" | sed 's/,/, /g') kB)" "—" "growth since warm ≤ 512 kB" "$( [ "$(val status "$lo")" = ok ] && le "$(awk -v a="$gp" -v b="$gc" 'BEGIN { print (a > b ? a : b) }')" 512 || echo '—')"
+# Signed growth ("+180", "-56"): a worker can also end below its warm size.
+gp=$(awk -v a="$ap" -v b="$wpk" 'BEGIN { if (a != "" && b != "") printf "%+d", a - b }')
+gc=$(awk -v a="$ac" -v b="$wck" 'BEGIN { if (a != "" && b != "") printf "%+d", a - b }')
+row "RSS after $(fmt "$LOAD_N") tasks (prefork -c $NPROC, $(fmt "$(val rate "$lo")") tasks/s, $(val status "$lo")): parent / children" "$(fmt "$ap") / $(val children_kb "$l") kB ($gp / $gc kB since warm; parent every $(fmt $(((LOAD_N - WARM_N) / 4))) tasks: $(val parent_samples_kb "$lo" | sed 's/,/, /g') kB)" "—" "growth since warm ≤ 512 kB" "$( [ "$(val status "$lo")" = ok ] && le "$(awk -v a="$gp" -v b="$gc" 'BEGIN { m = a > b ? a : b; print (m > 0 ? m : 0) }')" 512 || echo '—')"
 echo
 echo "Raw lines: $OUT; this table: $TABLE"
 } | tee "$TABLE"

@@ -99,6 +99,16 @@ static void progress_cb(void *arg, double fraction, const char *message)
     f->nprogress++;
 }
 
+/* t.grow: changes its arguments in place (a task may). */
+static int t_grow(taskq_ctx *ctx, json_t *args, json_t *kwargs, json_t **result)
+{
+    (void)ctx;
+    json_array_append_new(args, json_integer(99));
+    json_object_set_new(kwargs, "grown", json_true());
+    *result = json_integer((json_int_t)json_array_size(args));
+    return 0;
+}
+
 static int setup(void **state)
 {
     fixture *f = tq_xcalloc(1, sizeof(*f));
@@ -110,6 +120,7 @@ static int setup(void **state)
     taskq_register(f->reg, "t.ctx", t_ctx, NULL);
     taskq_register(f->reg, "t.fail_then_ok", t_fail_then_ok, NULL);
     taskq_register(f->reg, "t.leaky_fail", t_leaky_fail, NULL);
+    taskq_register(f->reg, "t.grow", t_grow, NULL);
     tq_msg_limits_default(&f->lim);
     f->env.reg = f->reg;
     f->env.limits = &f->lim;
@@ -533,6 +544,61 @@ static void test_exec_outcome_pack_roundtrip(void **state)
     teardown(&fs);
 }
 
+/* tq_exec_run_msg runs a message the caller decoded and keeps: the same
+ * outcome as from the bytes, a typed signature still checked, the context
+ * from the message, and the task's changes to its arguments kept from the
+ * caller's message (which a retry would send again). */
+static void test_exec_run_msg(void **state)
+{
+    fixture *f = *state;
+    tq_outcome o;
+    tq_msg *m = tq_msg_new("rid", "add", "qq");
+    tq_msg_set_args(m, json_pack("[i,i]", 2, 3));
+    tq_exec_run_msg(&f->env, m, &o);
+    assert_int_equal(o.status, TQ_OUT_SUCCESS);
+    assert_string_equal(o.result, "5");
+    assert_true(o.runtime_ms >= 0 && o.cpu_ms >= 0 && o.maxrss_kb > 0);
+    tq_outcome_clear(&o);
+    tq_msg_free(m);
+    /* sleep has a typed signature: bound from the copies, still checked. */
+    m = tq_msg_new("rid1", "sleep", "qq");
+    tq_msg_set_args(m, json_pack("[i]", 0));
+    tq_exec_run_msg(&f->env, m, &o);
+    assert_int_equal(o.status, TQ_OUT_SUCCESS);
+    tq_outcome_clear(&o);
+    tq_msg_set_args(m, json_pack("[s]", "two"));
+    tq_exec_run_msg(&f->env, m, &o);
+    assert_int_equal(o.status, TQ_OUT_FAILURE);
+    assert_string_equal(o.err_type, "TypeError");
+    assert_true(o.no_retry);
+    tq_outcome_clear(&o);
+    tq_msg_free(m);
+
+    m = tq_msg_new("rid2", "t.ctx", "qq");
+    tq_msg_set_int(m, "attempts", 2);
+    tq_exec_run_msg(&f->env, m, &o);
+    assert_int_equal(o.status, TQ_OUT_SUCCESS);
+    assert_string_equal(o.result, "[\"rid2\",\"t.ctx\",\"qq\",3,false]");
+    tq_outcome_clear(&o);
+    tq_msg_free(m);
+
+    m = tq_msg_new("rid3", "t.grow", "qq");
+    tq_msg_set_args(m, json_pack("[i]", 1));
+    for (int round = 0; round < 2; round++) {
+        tq_exec_run_msg(&f->env, m, &o);
+        assert_int_equal(o.status, TQ_OUT_SUCCESS);
+        assert_string_equal(o.result, "2"); /* its own copy each time */
+        tq_outcome_clear(&o);
+    }
+    assert_int_equal(json_array_size(m->args), 1);
+    assert_int_equal(json_object_size(m->kwargs), 0);
+    size_t len;
+    char *enc = tq_msg_encode(m, &len);
+    assert_has(enc, "\"args\":[1]");
+    free(enc);
+    tq_msg_free(m);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -544,6 +610,7 @@ int main(void)
         T(test_exec_unregistered),  T(test_exec_malformed),
         T(test_exec_task_contract), T(test_exec_ctx),
         T(test_exec_measurements),  cmocka_unit_test(test_exec_outcome_pack_roundtrip),
+        T(test_exec_run_msg),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -395,6 +395,9 @@ static void test_scripts_enqueue_fetch_ack(void **state)
     assert_string_equal(r->element[0]->str, rec);
     freeReplyObject(r);
     assert_ttl_within(tk("done", "A"), TTL);
+    /* The whole TTL from the ack (an absolute expiry computed from Redis's
+     * clock): not a moment in the past, not a stray small value. */
+    assert_true(cmd_int("PTTL %s", tk("done", "A")) > TTL - 5000);
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "A")), 0);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("owner")), 0);

@@ -106,6 +106,14 @@ static void add_tkey(tq_cmd *c, const char *prefix, const char *queue, const cha
     tq_cmd_add_str(c, k);
 }
 
+/* A fetch's entry in leases: "<token> <wid>". */
+static void add_lease(tq_cmd *c, long long token, const char *wid)
+{
+    char buf[TQ_KEY_MAX];
+    int len = snprintf(buf, sizeof(buf), "%lld %s", token, wid);
+    tq_cmd_add(c, buf, len > 0 && (size_t)len < sizeof(buf) ? (size_t)len : 0);
+}
+
 static void add_wake(tq_cmd *c, const char *prefix, const char *queue)
 {
     char k[TQ_KEY_MAX];
@@ -213,8 +221,8 @@ void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *
     tq_cmd_script(c, TQ_SCRIPT_FETCH, 9);
     add_qkey(c, prefix, queue, "pending");
     add_qkey(c, prefix, queue, "msg");
-    add_qkey(c, prefix, queue, "lease");
-    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "held");
+    add_qkey(c, prefix, queue, "leases");
     add_qkey(c, prefix, queue, "fence");
     add_qkey(c, prefix, queue, "delayed");
     add_qkey(c, prefix, queue, "lost");
@@ -268,14 +276,14 @@ static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int
  * per task), ARGV after. Tasks are collected as trailing arguments and moved
  * into place by tq_cmd_ack_end. */
 void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long long token,
-                      int64_t result_ttl_ms)
+                      const char *wid, int64_t result_ttl_ms)
 {
     tq_cmd_script(c, TQ_SCRIPT_ACK, 4);
     add_qkey(c, prefix, queue, "msg");
-    add_qkey(c, prefix, queue, "lease");
-    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "held");
+    add_qkey(c, prefix, queue, "leases");
     add_qkey(c, prefix, queue, "lost");
-    tq_cmd_add_int(c, token);
+    add_lease(c, token, wid);
     tq_cmd_add_int(c, result_ttl_ms);
     tq_cmd_add_int(c, 0); /* n, fixed in tq_cmd_ack_end */
 }
@@ -298,19 +306,19 @@ void tq_cmd_ack_end(tq_cmd *c)
 }
 
 void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,
-                  const char *msg, size_t msglen, const char *record, int64_t delay_ms,
-                  int64_t result_ttl_ms)
+                  const char *wid, const char *msg, size_t msglen, const char *record,
+                  int64_t delay_ms, int64_t result_ttl_ms)
 {
     tq_cmd_script(c, TQ_SCRIPT_RETRY, 7);
     add_qkey(c, prefix, queue, "msg");
-    add_qkey(c, prefix, queue, "lease");
-    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "held");
+    add_qkey(c, prefix, queue, "leases");
     add_qkey(c, prefix, queue, "lost");
     add_qkey(c, prefix, queue, "delayed");
     add_qkey(c, prefix, queue, "pending");
     add_tkey(c, prefix, queue, "result", id);
     tq_cmd_add_str(c, id);
-    tq_cmd_add_int(c, token);
+    add_lease(c, token, wid);
     tq_cmd_add(c, msg, msglen);
     tq_cmd_add_str(c, record);
     tq_cmd_add_int(c, delay_ms);
@@ -319,26 +327,26 @@ void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *
 }
 
 void tq_cmd_requeue(tq_cmd *c, const char *prefix, const char *queue, long long token,
-                    const char *const *ids, int n)
+                    const char *wid, const char *const *ids, int n)
 {
     tq_cmd_script(c, TQ_SCRIPT_REQUEUE, 3);
-    add_qkey(c, prefix, queue, "lease");
-    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "held");
+    add_qkey(c, prefix, queue, "leases");
     add_qkey(c, prefix, queue, "pending");
-    tq_cmd_add_int(c, token);
+    add_lease(c, token, wid);
     add_wake(c, prefix, queue);
     for (int i = 0; i < n; i++)
         tq_cmd_add_str(c, ids[i]);
 }
 
 void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,
-                 const char *reason, const char *record, int64_t result_ttl_ms, long long dead_max,
-                 int64_t dead_max_age_ms, const char *dead_entry)
+                 const char *wid, const char *reason, const char *record, int64_t result_ttl_ms,
+                 long long dead_max, int64_t dead_max_age_ms, const char *dead_entry)
 {
     tq_cmd_script(c, TQ_SCRIPT_BURY, 8);
     add_qkey(c, prefix, queue, "msg");
-    add_qkey(c, prefix, queue, "lease");
-    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "held");
+    add_qkey(c, prefix, queue, "leases");
     add_qkey(c, prefix, queue, "lost");
     add_qkey(c, prefix, queue, "dead");
     add_qkey(c, prefix, queue, "deadmsg");
@@ -348,7 +356,7 @@ void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *i
     if (token < 0)
         tq_cmd_add(c, "", 0);
     else
-        tq_cmd_add_int(c, token);
+        add_lease(c, token, wid);
     tq_cmd_add_str(c, reason);
     tq_cmd_add_str(c, record);
     tq_cmd_add_int(c, result_ttl_ms);
@@ -357,12 +365,14 @@ void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *i
     tq_cmd_add_str(c, dead_entry);
 }
 
-void tq_cmd_extend_begin(tq_cmd *c, const char *prefix, const char *queue, int64_t lease_ms)
+void tq_cmd_extend_begin(tq_cmd *c, const char *prefix, const char *queue, const char *wid,
+                         int64_t lease_ms)
 {
     tq_cmd_script(c, TQ_SCRIPT_EXTEND, 2);
-    add_qkey(c, prefix, queue, "lease");
-    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "held");
+    add_qkey(c, prefix, queue, "leases");
     tq_cmd_add_int(c, lease_ms);
+    tq_cmd_add_str(c, wid);
 }
 
 void tq_cmd_extend_add(tq_cmd *c, long long token, const char *id)
@@ -375,7 +385,7 @@ void tq_cmd_progress(tq_cmd *c, const char *prefix, const char *queue, const cha
                      long long token, const char *record, int64_t result_ttl_ms)
 {
     tq_cmd_script(c, TQ_SCRIPT_PROGRESS, 2);
-    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "held");
     add_tkey(c, prefix, queue, "result", id);
     tq_cmd_add_str(c, id);
     tq_cmd_add_int(c, token);
@@ -385,11 +395,13 @@ void tq_cmd_progress(tq_cmd *c, const char *prefix, const char *queue, const cha
 
 void tq_cmd_recover(tq_cmd *c, const char *prefix, const char *queue, int max)
 {
-    tq_cmd_script(c, TQ_SCRIPT_RECOVER, 4);
-    add_qkey(c, prefix, queue, "lease");
-    add_qkey(c, prefix, queue, "owner");
+    tq_cmd_script(c, TQ_SCRIPT_RECOVER, 6);
+    add_qkey(c, prefix, queue, "held");
+    add_qkey(c, prefix, queue, "leases");
     add_qkey(c, prefix, queue, "pending");
     add_qkey(c, prefix, queue, "lost");
+    add_qkey(c, prefix, queue, "lease"); /* the layout before held/leases */
+    add_qkey(c, prefix, queue, "owner");
     tq_cmd_add_int(c, max);
     add_wake(c, prefix, queue);
 }
@@ -399,7 +411,7 @@ void tq_cmd_revoke(tq_cmd *c, const char *prefix, const char *queue, const char 
 {
     tq_cmd_script(c, TQ_SCRIPT_REVOKE, 6);
     add_qkey(c, prefix, queue, "msg");
-    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "held");
     add_qkey(c, prefix, queue, "delayed");
     add_tkey(c, prefix, queue, "result", id);
     add_tkey(c, prefix, queue, "done", id);
@@ -413,7 +425,7 @@ void tq_cmd_state(tq_cmd *c, const char *prefix, const char *queue, const char *
 {
     tq_cmd_script(c, TQ_SCRIPT_STATE, 4);
     add_qkey(c, prefix, queue, "msg");
-    add_qkey(c, prefix, queue, "owner");
+    add_qkey(c, prefix, queue, "held");
     add_tkey(c, prefix, queue, "result", id);
     add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);

@@ -53,24 +53,28 @@ void tq_cmd_enqueue_many_end(tq_cmd *c);
 void tq_cmd_enqueue_many_unfresh(tq_cmd *c);
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
                   int64_t lease_ms, int promote_max);
+/* The fenced builders below name the lease a task is held under: the token
+ * its fetch returned and the worker id the fetch was made with (the lease
+ * is "<token> <wid>", docs/PROTOCOL.md#key-schema). */
 /* ack: begin, then one tq_cmd_ack_add per task, then tq_cmd_ack_end. `state`
  * is not sent (the record carries it); it stays for the callers' sake. */
 void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long long token,
-                      int64_t result_ttl_ms);
+                      const char *wid, int64_t result_ttl_ms);
 void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                     const char *state, const char *record, size_t recordlen);
 void tq_cmd_ack_end(tq_cmd *c);
 void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,
-                  const char *msg, size_t msglen, const char *record, int64_t delay_ms,
-                  int64_t result_ttl_ms);
+                  const char *wid, const char *msg, size_t msglen, const char *record,
+                  int64_t delay_ms, int64_t result_ttl_ms);
 void tq_cmd_requeue(tq_cmd *c, const char *prefix, const char *queue, long long token,
-                    const char *const *ids, int n);
+                    const char *wid, const char *const *ids, int n);
 void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *id,
-                 long long token /* <0: never owned */, const char *reason, const char *record,
-                 int64_t result_ttl_ms, long long dead_max, int64_t dead_max_age_ms,
-                 const char *dead_entry);
+                 long long token /* <0: never held */, const char *wid, const char *reason,
+                 const char *record, int64_t result_ttl_ms, long long dead_max,
+                 int64_t dead_max_age_ms, const char *dead_entry);
 /* extend: begin, one add per held task, end. */
-void tq_cmd_extend_begin(tq_cmd *c, const char *prefix, const char *queue, int64_t lease_ms);
+void tq_cmd_extend_begin(tq_cmd *c, const char *prefix, const char *queue, const char *wid,
+                         int64_t lease_ms);
 void tq_cmd_extend_add(tq_cmd *c, long long token, const char *id);
 void tq_cmd_progress(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                      long long token, const char *record, int64_t result_ttl_ms);

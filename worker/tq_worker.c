@@ -364,7 +364,7 @@ static void flush_acks(tq_worker *w, int force)
         pending_ack *a = &w->acks[i];
         const char *queue = w->queues[a->q].name;
         op *o = op_new(w, OP_ACK);
-        tq_cmd_ack_begin(&o->cmd, w->cfg.prefix, queue, a->token, w->cfg.result_ttl_ms);
+        tq_cmd_ack_begin(&o->cmd, w->cfg.prefix, queue, a->token, w->wid, w->cfg.result_ttl_ms);
         for (int k = i; k < w->nacks; k++) {
             pending_ack *b = &w->acks[k];
             if (!b->record || b->q != a->q || b->token != a->token)
@@ -563,7 +563,7 @@ static void bury(tq_worker *w, job *j, const char *type, const char *reason, con
     json_object_set_new(rec, "reason", json_string(reason));
     char *recs = dump(rec), *entry = dead_entry(w, j, reason);
     op *o = op_new(w, OP_BURY);
-    tq_cmd_bury(&o->cmd, w->cfg.prefix, w->queues[j->q].name, j->id, j->token, reason, recs,
+    tq_cmd_bury(&o->cmd, w->cfg.prefix, w->queues[j->q].name, j->id, j->token, w->wid, reason, recs,
                 w->cfg.result_ttl_ms, w->cfg.dead_max, w->cfg.dead_max_age_ms, entry);
     op_add_id(o, j->id);
     submit_op(w, o);
@@ -596,8 +596,8 @@ static void retry_job(tq_worker *w, job *j, int64_t delay_ms, const char *type, 
         }
     }
     op *o = op_new(w, OP_RETRY);
-    tq_cmd_retry(&o->cmd, w->cfg.prefix, w->queues[j->q].name, j->id, j->token, m, len, recs,
-                 delay_ms, w->cfg.result_ttl_ms);
+    tq_cmd_retry(&o->cmd, w->cfg.prefix, w->queues[j->q].name, j->id, j->token, w->wid, m, len,
+                 recs, delay_ms, w->cfg.result_ttl_ms);
     op_add_id(o, j->id);
     submit_op(w, o);
     tq_log_info(w->cfg.log, "task %s (%s) attempt %lld failed: %s: %s; retry in %lld ms", j->id,
@@ -613,7 +613,7 @@ static void requeue_job(tq_worker *w, job *j)
 {
     op *o = op_new(w, OP_REQUEUE);
     const char *ids[1] = {j->id};
-    tq_cmd_requeue(&o->cmd, w->cfg.prefix, w->queues[j->q].name, j->token, ids, 1);
+    tq_cmd_requeue(&o->cmd, w->cfg.prefix, w->queues[j->q].name, j->token, w->wid, ids, 1);
     op_add_id(o, j->id);
     submit_op(w, o);
 }
@@ -1205,7 +1205,7 @@ static void heartbeat(tq_worker *w)
         tq_cmd cmd;
         tq_cmd_init(&cmd);
         int n = 0;
-        tq_cmd_extend_begin(&cmd, w->cfg.prefix, w->queues[q].name, w->cfg.lease_ms);
+        tq_cmd_extend_begin(&cmd, w->cfg.prefix, w->queues[q].name, w->wid, w->cfg.lease_ms);
         for (job *j = w->running.next; j != &w->running; j = j->next) {
             if (j->q == q) {
                 tq_cmd_extend_add(&cmd, j->token, j->id);

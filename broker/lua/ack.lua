@@ -1,32 +1,31 @@
--- ack: settle a batch of finished tasks, fenced by the batch's token.
+-- ack: settle a batch of finished tasks, fenced by the batch's lease.
 -- docs/PROTOCOL.md#ack
--- KEYS: msg, lease, owner, lost, then done:<id> per task
--- ARGV: token, result_ttl_ms, n, then id, record per task
+-- KEYS: msg, held, leases, lost, then done:<id> per task
+-- ARGV: lease, result_ttl_ms, n, then id, record per task
 -- The final record goes into the done list itself (one key per task, which
 -- waiters block on); a RETRY or progress record left in result:<id> is
 -- shadowed by it and expires on its own, before the done list does.
-local token = ARGV[1]
+local lease = ARGV[1] -- "<token> <worker-id>", the fetch's entry in leases
+local token = tonumber(string.match(lease, '^%d+'))
 -- Each done list expires at now + ttl, written as PEXPIREAT: Redis 7.0
 -- rewrites every PEXPIRE into a PEXPIREAT for propagation, new objects per
 -- call, and this runs once per task (~0.4 us of the ack's time each).
 local t = redis.call('TIME')
 local expire_at = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) +
   tonumber(ARGV[2]))
-local fence = token .. ' ' -- an owner is "<token> <worker-id>"
 local n = tonumber(ARGV[3])
 local out, settled, seen = {}, {}, {}
--- One HMGET per chunk reads the owners (fences) of the whole batch.
-local owners = {}
+-- One ZMSCORE per chunk reads the tokens (fences) of the whole batch.
+local held = {}
 for i = 1, n, 500 do
   local ids = {}
   for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[2 + k * 2] end
-  local os = redis.call('HMGET', KEYS[3], unpack(ids))
-  for k = 1, #ids do owners[i + k - 1] = os[k] end
+  local sc = redis.call('ZMSCORE', KEYS[2], unpack(ids))
+  for k = 1, #ids do held[i + k - 1] = tonumber(sc[k]) end
 end
 for i = 1, n do
   local id = ARGV[2 + i * 2]
-  local o = owners[i]
-  if o and not seen[id] and string.find(o, fence, 1, true) == 1 then
+  if token and held[i] == token and not seen[id] then
     local dk = KEYS[4 + i]
     seen[id] = true
     -- enqueue cleared any old done list: this element is its only one.
@@ -45,7 +44,11 @@ for i = 1, #settled, 500 do
   local chunk = {unpack(settled, i, math.min(i + 499, #settled))}
   redis.call('HDEL', KEYS[1], unpack(chunk))
   redis.call('ZREM', KEYS[2], unpack(chunk))
-  redis.call('HDEL', KEYS[3], unpack(chunk))
   if any_lost then redis.call('HDEL', KEYS[4], unpack(chunk)) end
+end
+-- The fetch's last task settled: its lease goes (a lease lives exactly as
+-- long as some task is held under its token).
+if #settled > 0 and redis.call('ZCOUNT', KEYS[2], token, token) == 0 then
+  redis.call('ZREM', KEYS[3], lease)
 end
 return out

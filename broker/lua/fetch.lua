@@ -1,6 +1,6 @@
 -- fetch: atomically move due delayed ids to pending, then lease up to N tasks
 -- to one worker. docs/PROTOCOL.md#fetch
--- KEYS: pending, msg, lease, owner, fence, delayed, lost, dead, deadmsg
+-- KEYS: pending, msg, held, leases, fence, delayed, lost, dead, deadmsg
 -- ARGV: worker_id, max_tasks, lease_ms, promote_max
 -- Returns: token, next_due_ms (-1: none), now_ms, then id, message, lost per task
 local t = redis.call('TIME')
@@ -27,9 +27,11 @@ local out = {0, next_due, now}
 if max <= 0 then return out end
 local token = redis.call('INCR', KEYS[5])
 out[1] = token
-local owner = token .. ' ' .. ARGV[1]
+-- The whole batch is held under this fetch's token (held: id -> token) and
+-- shares one lease (leases: "<token> <worker_id>" -> deadline), written
+-- once below: per task, one sorted-set entry is all the bookkeeping.
 -- As a string once: a Lua number passed to redis.call is formatted per use.
-local deadline = tostring(now + tonumber(ARGV[3]))
+local tokstr = tostring(token)
 local got = 0
 -- Commands that take many ids at once get them in chunks (see above).
 local function each_chunk(list, fn)
@@ -42,6 +44,9 @@ end
 -- against max, but the rounds are bounded so one call cannot run away on a
 -- list of dangling ids.
 local rounds = 4
+-- Per call, not per round: an id leased in an earlier round that comes up
+-- again is a second copy, and its entry in held already carries our token.
+local seen = {}
 while got < max and rounds > 0 do
   rounds = rounds - 1
   local ids = redis.call('RPOP', KEYS[1], max - got)
@@ -65,39 +70,38 @@ while got < max and rounds > 0 do
       valid[#valid + 1] = id
     end
   end
-  local leased, msgs, seen = {}, {}, {}
+  local leased, msgs = {}, {}
   each_chunk(valid, function(chunk)
     local ms = redis.call('HMGET', KEYS[2], unpack(chunk))
     local cand, cmsg, zargs = {}, {}, {}
     for k, id in ipairs(chunk) do
-      -- A second copy of an id in this very batch is skipped here.
+      -- A second copy of an id in this call is skipped here.
       if ms[k] and not seen[id] then
         seen[id] = true
         cand[#cand + 1] = id
         cmsg[#cmsg + 1] = ms[k]
-        zargs[#zargs + 1] = deadline
+        zargs[#zargs + 1] = tokstr
         zargs[#zargs + 1] = id
       end
     end
     if #cand == 0 then return end
-    -- A task is held exactly when it has a lease (every script changes
-    -- lease and owner together), so ZADD NX both leases the free ones and,
-    -- by its count, says whether any was held already (by another worker):
-    -- only then are the owners read to tell which (NX left their leases).
-    local held = {}
-    if redis.call('ZADD', KEYS[3], 'NX', unpack(zargs)) < #cand then
-      held = redis.call('HMGET', KEYS[4], unpack(cand))
+    -- ZADD NX both holds the free ones and, by its count, says whether any
+    -- was held already (by another fetch): only then are the scores read to
+    -- tell which (NX left theirs; ours carry this fetch's fresh token).
+    if redis.call('ZADD', KEYS[3], 'NX', unpack(zargs)) == #cand then
+      for k = 1, #cand do
+        leased[#leased + 1] = cand[k]
+        msgs[#msgs + 1] = cmsg[k]
+      end
+      return
     end
-    local own = {}
+    local sc = redis.call('ZMSCORE', KEYS[3], unpack(cand))
     for k, id in ipairs(cand) do
-      if not held[k] then
+      if tonumber(sc[k]) == token then
         leased[#leased + 1] = id
         msgs[#msgs + 1] = cmsg[k]
-        own[#own + 1] = id
-        own[#own + 1] = owner
       end
     end
-    if #own > 0 then redis.call('HSET', KEYS[4], unpack(own)) end
   end)
   local pos = 0
   -- The lost counts are nearly always absent: one EXISTS instead of an
@@ -114,5 +118,8 @@ while got < max and rounds > 0 do
   end)
   got = got + #leased
   if #ids < max - got + #leased then break end
+end
+if got > 0 then
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), tokstr .. ' ' .. ARGV[1])
 end
 return out

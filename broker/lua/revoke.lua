@@ -1,8 +1,8 @@
 -- revoke: cancel a task that has not started. docs/PROTOCOL.md#revoke
--- KEYS: msg, owner, delayed, result:<id>, done:<id>, lost
+-- KEYS: msg, held, delayed, result:<id>, done:<id>, lost
 -- ARGV: id, record, result_ttl_ms
 local id = ARGV[1]
-if redis.call('HEXISTS', KEYS[2], id) == 1 then return -1 end
+if redis.call('ZSCORE', KEYS[2], id) then return -1 end
 if redis.call('HEXISTS', KEYS[1], id) == 0 then
   local d = redis.call('LINDEX', KEYS[5], 0)
   if d and d ~= 'REFUSED' then return -2 end

@@ -278,8 +278,21 @@ done
 victim=$(echo "$workers" | head -1)
 vhost=$(docker inspect -f '{{.Config.Hostname}}' "$victim")
 i=0
+# The tasks a worker holds: its leases are "<token> <worker id>", and held
+# maps each task id to the token of the fetch it came in (PROTOCOL.md).
+held_by() {
+    dc exec -T redis redis-cli EVAL "
+local out = {}
+for _, l in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.find(l, ARGV[1], 1, true) then
+    local t = string.match(l, '^%d+')
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], t, t)) do out[#out + 1] = id end
+  end
+end
+return out" 2 'taskq:{default}:leases' 'taskq:{default}:held' " $1:"
+}
 while :; do
-    held=$(dc exec -T redis redis-cli HVALS 'taskq:{default}:owner' | grep -c " $vhost:" || true)
+    held=$(held_by "$vhost" | grep -c . || true)
     [ "$held" -gt 0 ] && break
     [ $i -lt 100 ] || fail "worker $vhost never held a task"
     sleep 0.1
@@ -288,9 +301,8 @@ done
 docker kill -s KILL "$victim" >/dev/null
 kill_ms=$(date +%s%3N)
 # What the dead worker still owns can only be finished by another worker,
-# after its lease expires. (owner: id -> "<token> <worker id>", PROTOCOL.md)
-orphans=$(dc exec -T redis redis-cli HGETALL 'taskq:{default}:owner' |
-    awk -v h="$vhost" 'NR % 2 { id = $0; next } index($0, " " h ":") { print id }')
+# after its lease expires.
+orphans=$(held_by "$vhost")
 norphans=$(echo "$orphans" | grep -c . || true)
 say "killed worker $vhost; it held $norphans running tasks"
 [ "$norphans" -gt 0 ] || fail "the killed worker held no task: nothing was tested"

@@ -54,25 +54,37 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Does the owner hash hold a task for the worker with this pid? Owner
- * values are "<token> host:pid:nonce" (docs/PROTOCOL.md#key-schema). */
+/* The tasks held for the worker with this pid: its leases are
+ * "<token> host:pid:nonce", and held maps each task to its token
+ * (docs/PROTOCOL.md#key-schema). Read in one script: a snapshot. */
 typedef struct own_probe {
     redisContext *rc;
     pid_t pid;
     int min;
 } own_probe;
 
+static const char held_by_worker_lua[] =
+    "local out = {}\n"
+    "for _, l in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do\n"
+    "  if string.find(l, ARGV[1], 1, true) then\n"
+    "    local t = string.match(l, '^%d+')\n"
+    "    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], t, t)) do\n"
+    "      out[#out + 1] = id\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 static int owned_by_pid(redisContext *rc, pid_t pid, char ***ids)
 {
     char needle[32];
     int n = 0;
     snprintf(needle, sizeof(needle), ":%d:", (int)pid);
-    redisReply *r = redisCommand(rc, "HGETALL %s", K("owner"));
+    redisReply *r =
+        redisCommand(rc, "EVAL %s 2 %s %s %s", held_by_worker_lua, K("leases"), K("held"), needle);
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        if (!strstr(r->element[i + 1]->str, needle))
-            continue;
+    for (size_t i = 0; i < r->elements; i++) {
         if (ids) {
             *ids = realloc(*ids, (size_t)(n + 1) * sizeof(**ids));
             assert_non_null(*ids);
@@ -177,7 +189,7 @@ static void kill_storm(fx *f, const char *const *opts, const char *label, int he
                 taskq_task_free(batch[k]);
             submitted += STORM_BATCH;
         } else if (tf_rint(f->rc, "LLEN %s", K("pending")) == 0 &&
-                   tf_rint(f->rc, "HLEN %s", K("owner")) == 0) {
+                   tf_rint(f->rc, "ZCARD %s", K("held")) == 0) {
             break; /* nothing left to interrupt; reported below */
         }
 
@@ -189,8 +201,8 @@ static void kill_storm(fx *f, const char *const *opts, const char *label, int he
         assert_int_equal(th_signal(ws[v].pid, SIGKILL), 0);
         assert_int_equal(th_wait_exit(ws[v].pid, 10000, NULL), 0);
         kills++;
-        /* Nobody else touches its tasks for a lease (1.5 s): the owner hash
-         * now lists exactly what it held when it died. */
+        /* Nobody else touches its tasks for a lease (1.5 s): held and its
+         * leases now list exactly what it held when it died. */
         char **mine = NULL;
         int n = owned_by_pid(f->rc, ws[v].pid, &mine);
         for (int k = 0; k < n; k++) {

@@ -148,10 +148,11 @@ static long long wall_ms(void)
     return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* Is id among the fields of the owner hash? */
+/* Is id held by a worker (a member of the held set, PROTOCOL.md)? */
 static int is_running(fx *f, const char *id)
 {
-    return tf_rint(f->rc, "HEXISTS %s %s", K("owner"), id) == 1;
+    return tf_rint(f->rc, "EVAL %s 1 %s %s",
+                   "return redis.call('ZSCORE', KEYS[1], ARGV[1]) and 1 or 0", K("held"), id) == 1;
 }
 
 /* ---- Redis restart ------------------------------------------------------- */
@@ -175,7 +176,7 @@ static void test_recovery_redis_restart_loses_nothing(void **state)
     for (int i = 0; i < RESTART_TASKS; i++) {
         if (i == RESTART_TASKS / 2) {
             backlog =
-                tf_rint(f->rc, "LLEN %s", K("pending")) + tf_rint(f->rc, "HLEN %s", K("owner"));
+                tf_rint(f->rc, "LLEN %s", K("pending")) + tf_rint(f->rc, "ZCARD %s", K("held"));
             long from = tf_file_size(w.log);
             long long t0 = th_mono_ms();
             assert_int_equal(th_redis_restart(f->srv), 0);
@@ -325,7 +326,7 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
     assert_int_equal(nsucc, WARM_RUNNING);
     assert_int_equal(npend, WARM_QUEUED);
     assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), WARM_QUEUED);
-    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("held")), 0);
 
     worker_start(&w2, f, opts2);
     for (int i = 0; i < N; i++) {
@@ -380,8 +381,8 @@ static void warm_shutdown_backlog(fx *f, const char *pool)
     if (strcmp(pool, "threads") == 0)
         assert_int_equal(npend, FAST); /* none of the backlog started */
     assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), npend);
-    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
-    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("lease")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("held")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("leases")), 0);
     worker_start(&w2, f, opts2);
     expect_first_attempts(f, ids, SLOW + FAST);
 }
@@ -411,7 +412,7 @@ static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
     submit_n(f->c, "{\"task\":\"sleep\",\"args\":[0.5]}", N, ids);
     assert_true(tf_wait_running(f->rc, "taskq:", w.id, 1, 5000));
     /* One running plus five prefetched, all leased; four still queued. */
-    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 6);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("held")), 6);
     int st = -1;
     assert_int_equal(th_signal(w.pid, SIGTERM), 0);
     assert_int_equal(th_wait_exit(w.pid, 10000, &st), 0);
@@ -428,8 +429,8 @@ static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
     assert_int_equal(nsucc, 1);
     assert_int_equal(npend, N - 1);
     assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), N - 1);
-    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
-    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("lease")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("held")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("leases")), 0);
     worker_start(&w2, f, opts2);
     expect_first_attempts(f, ids, N);
 }
@@ -443,8 +444,8 @@ static void assert_put_back(fx *f, char (*ids)[TASKQ_ID_SIZE], int n)
         assert_int_equal(tf_rint(f->rc, "EXISTS taskq:{" Q "}:done:%s", ids[i]), 0);
     }
     assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), n);
-    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
-    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("lease")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("held")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("leases")), 0);
 }
 
 static void test_recovery_cold_shutdown_puts_running_back(void **state)
@@ -640,8 +641,8 @@ static void test_recovery_eta_hour_not_early_not_duplicated(void **state)
     freeReplyObject(r);
     assert_true(due == eta);
     assert_int_equal(tf_rint(f->rc, "LLEN %s", K("pending")), 0);
-    assert_int_equal(tf_rint(f->rc, "HLEN %s", K("owner")), 0);
-    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("lease")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("held")), 0);
+    assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("leases")), 0);
     assert_int_equal(tf_rint(f->rc, "HEXISTS %s %s", K("msg"), id), 1);
     assert_int_equal(tf_rint(f->rc, "EXISTS taskq:{" Q "}:result:%s", id), 0);
     assert_int_equal(tf_rint(f->rc, "EXISTS taskq:{" Q "}:done:%s", id), 0);

@@ -201,6 +201,7 @@ typedef struct fetched {
     char *id[16];
     char *msg[16];
     long long lost[16];
+    char wid[32]; /* the worker id fetched with: its lease is "<token> <wid>" */
 } fetched;
 
 static void fetched_clear(fetched *f)
@@ -219,6 +220,7 @@ static void fetch(fetched *f, const char *wid, int max, long long lease_ms)
     tq_cmd_fetch(&c, PFX, Q, wid, max, lease_ms, 100);
     redisReply *r = run(&c);
     memset(f, 0, sizeof(*f));
+    snprintf(f->wid, sizeof(f->wid), "%s", wid);
     if (r->type != REDIS_REPLY_ARRAY)
         fail_msg("fetch: reply type %d (%s)", r->type, r->type == REDIS_REPLY_ERROR ? r->str : "");
     assert_true(r->elements >= 3);
@@ -245,11 +247,12 @@ static void fetch(fetched *f, const char *wid, int max, long long lease_ms)
 }
 
 /* ack one task; returns the script's per-task integer. */
-static long long ack1(long long token, const char *id, const char *state, const char *record)
+static long long ack1(long long token, const char *wid, const char *id, const char *state,
+                      const char *record)
 {
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_ack_begin(&c, PFX, Q, token, TTL);
+    tq_cmd_ack_begin(&c, PFX, Q, token, wid, TTL);
     tq_cmd_ack_add(&c, PFX, Q, id, state, record, strlen(record));
     tq_cmd_ack_end(&c);
     redisReply *r = run(&c);
@@ -281,14 +284,35 @@ static long long recover(int max)
     return v;
 }
 
-static long long bury(const char *id, long long token, const char *record, long long dead_max,
-                      long long dead_age_ms, const char *entry)
+static long long bury(const char *id, long long token, const char *wid, const char *record,
+                      long long dead_max, long long dead_age_ms, const char *entry)
 {
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_bury(&c, PFX, Q, id, token, "bad message", record, TTL, dead_max, dead_age_ms, entry);
+    tq_cmd_bury(&c, PFX, Q, id, token, wid, "bad message", record, TTL, dead_max, dead_age_ms,
+                entry);
     long long v = run_int(&c);
     tq_cmd_release(&c);
+    return v;
+}
+
+/* The token `id` is held under (its score in held), or -1: not held. */
+static long long held_by(const char *id)
+{
+    char *s = cmd_str("ZSCORE %s %s", qk("held"), id);
+    long long v = s ? atoll(s) : -1;
+    free(s);
+    return v;
+}
+
+/* The deadline of a fetch's lease ("<token> <wid>" in leases), or -1. */
+static long long lease_of(const fetched *f)
+{
+    char member[64];
+    snprintf(member, sizeof(member), "%lld %s", f->token, f->wid);
+    char *s = cmd_str("ZSCORE %s %s", qk("leases"), member);
+    long long v = s ? atoll(s) : -1;
+    free(s);
     return v;
 }
 
@@ -379,16 +403,14 @@ static void test_scripts_enqueue_fetch_ack(void **state)
     assert_string_equal(f.id[0], "A");
     assert_string_equal(f.msg[0], m);
     assert_int_equal(f.lost[0], 0);
-    char owner[64];
-    snprintf(owner, sizeof(owner), "%lld w1", f.token);
-    assert_str_reply(cmd_str("HGET %s A", qk("owner")), owner);
-    char *lease = cmd_str("ZSCORE %s A", qk("lease"));
-    assert_int_equal(atoll(lease), f.now + 15000);
-    free(lease);
+    /* Held under the fetch's token; one lease for the fetch. */
+    assert_int_equal(held_by("A"), f.token);
+    assert_int_equal(lease_of(&f), f.now + 15000);
+    assert_int_equal(cmd_int("ZCARD %s", qk("leases")), 1);
     assert_int_equal(cmd_int("LLEN %s", qk("pending")), 0);
 
     char *rec = make_record("A", "SUCCESS");
-    assert_int_equal(ack1(f.token, "A", "SUCCESS", rec), 1);
+    assert_int_equal(ack1(f.token, f.wid, "A", "SUCCESS", rec), 1);
     /* The final record is the done list's one element; no second key. */
     redisReply *r = cmd("LRANGE %s 0 -1", tk("done", "A"));
     assert_int_equal(r->elements, 1);
@@ -400,10 +422,11 @@ static void test_scripts_enqueue_fetch_ack(void **state)
     assert_true(cmd_int("PTTL %s", tk("done", "A")) > TTL - 5000);
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "A")), 0);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
-    assert_int_equal(cmd_int("HEXISTS %s A", qk("owner")), 0);
-    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
+    assert_int_equal(held_by("A"), -1);
+    /* The fetch's last task settled: its lease went with it. */
+    assert_int_equal(cmd_int("ZCARD %s", qk("leases")), 0);
     /* A second ack of the same task is fenced out. */
-    assert_int_equal(ack1(f.token, "A", "FAILURE", "other"), 0);
+    assert_int_equal(ack1(f.token, f.wid, "A", "FAILURE", "other"), 0);
     assert_int_equal(cmd_int("LLEN %s", tk("done", "A")), 1);
     assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), rec);
     fetched_clear(&f);
@@ -688,11 +711,11 @@ static void test_scripts_fencing_after_lease_expiry(void **state)
     assert_int_equal(f1.n, 1);
     wait_redis_time_past(f1.now + 50);
     assert_int_equal(recover(100), 1);
-    assert_int_equal(cmd_int("HEXISTS %s F", qk("owner")), 0);
-    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
+    assert_int_equal(held_by("F"), -1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("leases")), 0);
     assert_str_reply(cmd_str("HGET %s F", qk("lost")), "1");
     /* The stale worker cannot settle it now ... */
-    assert_int_equal(ack1(f1.token, "F", "SUCCESS", "stale-1"), 0);
+    assert_int_equal(ack1(f1.token, f1.wid, "F", "SUCCESS", "stale-1"), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);
 
     fetch(&f2, "w2", 1, 10000);
@@ -700,18 +723,17 @@ static void test_scripts_fencing_after_lease_expiry(void **state)
     assert_string_equal(f2.id[0], "F");
     assert_int_equal(f2.lost[0], 1);
     assert_true(f2.token != f1.token);
-    char owner[64];
-    snprintf(owner, sizeof(owner), "%lld w2", f2.token);
-    assert_str_reply(cmd_str("HGET %s F", qk("owner")), owner);
+    assert_int_equal(held_by("F"), f2.token);
     /* ... nor once another worker holds it. */
-    assert_int_equal(ack1(f1.token, "F", "SUCCESS", "stale-2"), 0);
+    assert_int_equal(ack1(f1.token, f1.wid, "F", "SUCCESS", "stale-2"), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);
-    assert_str_reply(cmd_str("HGET %s F", qk("owner")), owner);
+    assert_int_equal(held_by("F"), f2.token);
+    assert_true(lease_of(&f2) > 0);
 
     char *rec = make_record("F", "SUCCESS");
-    assert_int_equal(ack1(f2.token, "F", "SUCCESS", rec), 1);
+    assert_int_equal(ack1(f2.token, f2.wid, "F", "SUCCESS", rec), 1);
     /* The late ack of the first worker does not overwrite the result. */
-    assert_int_equal(ack1(f1.token, "F", "FAILURE", "stale-3"), 0);
+    assert_int_equal(ack1(f1.token, f1.wid, "F", "FAILURE", "stale-3"), 0);
     assert_int_equal(cmd_int("LLEN %s", tk("done", "F")), 1);
     assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "F")), rec);
     assert_int_equal(cmd_int("HEXISTS %s F", qk("lost")), 0);
@@ -731,7 +753,7 @@ static void test_scripts_ack_batch(void **state)
     assert_int_equal(f.n, 3);
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_ack_begin(&c, PFX, Q, f.token, TTL);
+    tq_cmd_ack_begin(&c, PFX, Q, f.token, f.wid, TTL);
     tq_cmd_ack_add(&c, PFX, Q, "b1", "SUCCESS", "r1", 2);
     tq_cmd_ack_add(&c, PFX, Q, "zz", "SUCCESS", "rz", 2); /* not held */
     tq_cmd_ack_add(&c, PFX, Q, "b3", "FAILURE", "r3", 2);
@@ -749,7 +771,8 @@ static void test_scripts_ack_batch(void **state)
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "zz")), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "zz")), 0);
     /* b2 is untouched: still held. */
-    assert_int_equal(cmd_int("HEXISTS %s b2", qk("owner")), 1);
+    assert_int_equal(held_by("b2"), f.token);
+    assert_true(lease_of(&f) > 0); /* its lease stays while b2 is held */
     assert_int_equal(cmd_int("HLEN %s", qk("msg")), 1);
     tq_cmd_release(&c);
     fetched_clear(&f);
@@ -767,13 +790,13 @@ static void test_scripts_retry(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     /* Wrong token: nothing changes. */
-    tq_cmd_retry(&c, PFX, Q, "R", f.token + 1, m2, strlen(m2), rec, 500, TTL);
+    tq_cmd_retry(&c, PFX, Q, "R", f.token + 1, f.wid, m2, strlen(m2), rec, 500, TTL);
     assert_int_equal(run_int(&c), 0);
-    assert_int_equal(cmd_int("HEXISTS %s R", qk("owner")), 1);
+    assert_int_equal(held_by("R"), f.token);
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "R")), 0);
 
     long long before = redis_now_ms();
-    tq_cmd_retry(&c, PFX, Q, "R", f.token, m2, strlen(m2), rec, 500, TTL);
+    tq_cmd_retry(&c, PFX, Q, "R", f.token, f.wid, m2, strlen(m2), rec, 500, TTL);
     assert_int_equal(run_int(&c), 1);
     assert_str_reply(cmd_str("HGET %s R", qk("msg")), m2);
     char *s = cmd_str("ZSCORE %s R", qk("delayed"));
@@ -781,17 +804,18 @@ static void test_scripts_retry(void **state)
     free(s);
     assert_str_reply(cmd_str("GET %s", tk("result", "R")), rec);
     assert_ttl_within(tk("result", "R"), TTL);
-    assert_int_equal(cmd_int("HEXISTS %s R", qk("owner")), 0);
-    assert_true(cmd_str("ZSCORE %s R", qk("lease")) == NULL);
+    assert_int_equal(held_by("R"), -1);
+    assert_true(lease_of(&f) > 0); /* R0 is still held under it */
     assert_int_equal(cmd_int("LLEN %s", qk("pending")), 0);
     /* Not a final state: nothing on done. */
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "R")), 0);
 
     /* delay 0: straight back on pending. */
     char *m3 = make_msg("R0", 1);
-    tq_cmd_retry(&c, PFX, Q, "R0", f.token, m3, strlen(m3), rec, 0, TTL);
+    tq_cmd_retry(&c, PFX, Q, "R0", f.token, f.wid, m3, strlen(m3), rec, 0, TTL);
     assert_int_equal(run_int(&c), 1);
     assert_int_equal(cmd_int("LLEN %s", qk("pending")), 1);
+    assert_int_equal(lease_of(&f), -1); /* its last task went */
     fetched_clear(&f);
     fetch(&f, "w", 1, 10000);
     assert_int_equal(f.n, 1);
@@ -816,12 +840,12 @@ static void test_scripts_requeue_at_head(void **state)
     const char *ids[] = {"h1"};
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_requeue(&c, PFX, Q, f.token + 1, ids, 1);
+    tq_cmd_requeue(&c, PFX, Q, f.token + 1, f.wid, ids, 1);
     assert_int_equal(run_int(&c), 0);
-    tq_cmd_requeue(&c, PFX, Q, f.token, ids, 1);
+    tq_cmd_requeue(&c, PFX, Q, f.token, f.wid, ids, 1);
     assert_int_equal(run_int(&c), 1);
-    assert_int_equal(cmd_int("HEXISTS %s h1", qk("owner")), 0);
-    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
+    assert_int_equal(held_by("h1"), -1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("leases")), 0);
     assert_int_equal(cmd_int("HEXISTS %s h1", qk("lost")), 0);
     fetched_clear(&f);
     /* Back at the head: fetched before h2 and h3. */
@@ -849,15 +873,15 @@ static void test_scripts_bury(void **state)
     fetch(&f, "w", 5, 10000);
     assert_int_equal(f.n, 5);
     /* Fenced. */
-    assert_int_equal(bury("d1", f.token + 1, "rec", 3, 50000, "{}"), 0);
-    assert_int_equal(cmd_int("HEXISTS %s d1", qk("owner")), 1);
+    assert_int_equal(bury("d1", f.token + 1, f.wid, "rec", 3, 50000, "{}"), 0);
+    assert_int_equal(held_by("d1"), f.token);
     assert_int_equal(cmd_int("EXISTS %s", qk("dead")), 1);
     assert_int_equal(cmd_int("ZCARD %s", qk("dead")), 1);
 
     for (int i = 0; i < 5; i++) {
         char *rec = make_record(ids[i], "FAILURE");
         char *entry = tq_xasprintf("{\"id\":\"%s\",\"reason\":\"bad message\"}", ids[i]);
-        assert_int_equal(bury(ids[i], f.token, rec, 3, 50000, entry), 1);
+        assert_int_equal(bury(ids[i], f.token, f.wid, rec, 3, 50000, entry), 1);
         assert_int_equal(cmd_int("EXISTS %s", tk("result", ids[i])), 0);
         assert_str_reply(cmd_str("LINDEX %s 0", tk("done", ids[i])), rec);
         assert_int_equal(cmd_int("LLEN %s", tk("done", ids[i])), 1);
@@ -878,13 +902,13 @@ static void test_scripts_bury(void **state)
     }
     assert_int_equal(cmd_int("HEXISTS %s old", qk("deadmsg")), 0);
     assert_int_equal(cmd_int("HLEN %s", qk("msg")), 0);
-    assert_int_equal(cmd_int("HLEN %s", qk("owner")), 0);
-    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 0);
+    assert_int_equal(cmd_int("ZCARD %s", qk("held")), 0);
+    assert_int_equal(cmd_int("ZCARD %s", qk("leases")), 0);
     fetched_clear(&f);
 
     /* Never owned (undecodable message found by a client): empty token. */
     enqueue("n1", 0);
-    assert_int_equal(bury("n1", -1, "rec", 10, 86400000, "{}"), 1);
+    assert_int_equal(bury("n1", -1, "", "rec", 10, 86400000, "{}"), 1);
     assert_int_equal(cmd_int("HEXISTS %s n1", qk("msg")), 0);
     assert_true(cmd_int("ZCARD %s", qk("dead")) == 4);
 }
@@ -894,31 +918,35 @@ static void test_scripts_extend(void **state)
     (void)state;
     enqueue("x1", 0);
     enqueue("x2", 0);
-    fetched f;
-    fetch(&f, "w", 2, 50);
-    assert_int_equal(f.n, 2);
+    /* Two fetches, two leases of 50 ms. */
+    fetched f, g;
+    fetch(&f, "w", 1, 50);
+    fetch(&g, "w", 1, 50);
+    assert_int_equal(f.n, 1);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(f.id[0], "x1");
     tq_cmd c;
     tq_cmd_init(&c);
-    /* Keep x1 alive for a minute; x2 is left to expire. */
-    tq_cmd_extend_begin(&c, PFX, Q, 60000);
+    /* Keep x1's lease alive for a minute; x2's is left to expire. */
+    tq_cmd_extend_begin(&c, PFX, Q, f.wid, 60000);
     tq_cmd_extend_add(&c, f.token, "x1");
     redisReply *r = run(&c);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_int_equal(r->elements, 0);
     freeReplyObject(r);
-    char *s = cmd_str("ZSCORE %s x1", qk("lease"));
-    assert_true(atoll(s) >= f.now + 60000);
-    free(s);
+    assert_true(lease_of(&f) >= f.now + 60000);
+    assert_true(lease_of(&g) <= g.now + 50);
 
-    wait_redis_time_past(f.now + 50);
+    wait_redis_time_past(g.now + 50);
     assert_int_equal(recover(100), 1);
-    assert_int_equal(cmd_int("HEXISTS %s x1", qk("owner")), 1);
-    assert_int_equal(cmd_int("HEXISTS %s x2", qk("owner")), 0);
+    assert_int_equal(held_by("x1"), f.token);
+    assert_int_equal(held_by("x2"), -1);
+    assert_int_equal(lease_of(&g), -1);
 
     /* Extending both reports x2 (lost), plus an unknown id and a wrong token. */
-    tq_cmd_extend_begin(&c, PFX, Q, 60000);
+    tq_cmd_extend_begin(&c, PFX, Q, f.wid, 60000);
     tq_cmd_extend_add(&c, f.token, "x1");
-    tq_cmd_extend_add(&c, f.token, "x2");
+    tq_cmd_extend_add(&c, g.token, "x2");
     tq_cmd_extend_add(&c, f.token, "nope");
     tq_cmd_extend_add(&c, f.token + 7, "x1");
     r = run(&c);
@@ -928,11 +956,76 @@ static void test_scripts_extend(void **state)
     assert_string_equal(r->element[1]->str, "nope");
     assert_string_equal(r->element[2]->str, "x1");
     freeReplyObject(r);
-    /* No lease was created for what is not held. */
-    assert_true(cmd_str("ZSCORE %s x2", qk("lease")) == NULL);
-    assert_true(cmd_str("ZSCORE %s nope", qk("lease")) == NULL);
-    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 1);
+    /* No lease was brought back or made for what is not held. */
+    assert_int_equal(lease_of(&g), -1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("leases")), 1);
     tq_cmd_release(&c);
+    fetched_clear(&f);
+    fetched_clear(&g);
+}
+
+/* A lease covers one fetch: when it expires, every task still held under
+ * its token comes back (and only those), each counted as lost once. */
+static void test_scripts_recover_whole_fetch(void **state)
+{
+    (void)state;
+    const char *ids[] = {"r1", "r2", "r3", "r4", "r5"};
+    for (int i = 0; i < 5; i++)
+        enqueue(ids[i], 0);
+    fetched f, g;
+    fetch(&f, "w1", 3, 50);    /* r1 r2 r3, short lease */
+    fetch(&g, "w2", 1, 60000); /* r4, long lease */
+    assert_int_equal(f.n, 3);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(ack1(f.token, f.wid, "r2", "SUCCESS", "ok"), 1);
+    assert_true(lease_of(&f) > 0);
+    wait_redis_time_past(f.now + 50);
+    assert_int_equal(recover(10), 2);
+    assert_int_equal(held_by("r1"), -1);
+    assert_int_equal(held_by("r3"), -1);
+    assert_int_equal(held_by("r4"), g.token);
+    assert_int_equal(lease_of(&f), -1);
+    assert_true(lease_of(&g) > 0);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 3);
+    assert_str_reply(cmd_str("HGET %s r1", qk("lost")), "1");
+    assert_str_reply(cmd_str("HGET %s r3", qk("lost")), "1");
+    assert_int_equal(cmd_int("HEXISTS %s r2", qk("lost")), 0);
+    /* Idempotent: nothing more to recover. */
+    assert_int_equal(recover(10), 0);
+    fetched_clear(&f);
+    /* Back at the head: ahead of r5, which was queued after them. */
+    fetch(&f, "w3", 2, 10000);
+    assert_int_equal(f.n, 2);
+    assert_true(strcmp(f.id[0], "r5") != 0 && strcmp(f.id[1], "r5") != 0);
+    assert_int_equal(f.lost[0], 1);
+    assert_int_equal(f.lost[1], 1);
+    fetched_clear(&f);
+    fetched_clear(&g);
+}
+
+/* A task leased by a worker of the layout before held/leases (a lease zset
+ * of id -> deadline, an owner hash) comes back once that lease expires. */
+static void test_scripts_recover_previous_layout(void **state)
+{
+    (void)state;
+    enqueue("L1", 0);
+    enqueue("L2", 0);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 2);
+    /* An old worker took both: L1's lease has expired, L2's has not. */
+    freeReplyObject(cmd("RPOP %s 2", qk("pending")));
+    long long now = redis_now_ms();
+    freeReplyObject(cmd("ZADD %s %lld L1 %lld L2", qk("lease"), now - 1000, now + 60000));
+    freeReplyObject(cmd("HSET %s L1 %s L2 %s", qk("owner"), "7 old:1:aa", "7 old:1:aa"));
+    assert_int_equal(recover(10), 1);
+    assert_true(cmd_str("ZSCORE %s L1", qk("lease")) == NULL);
+    assert_int_equal(cmd_int("HEXISTS %s L1", qk("owner")), 0);
+    assert_int_equal(cmd_int("HEXISTS %s L2", qk("owner")), 1);
+    assert_str_reply(cmd_str("HGET %s L1", qk("lost")), "1");
+    fetched f;
+    fetch(&f, "w", 10, 10000);
+    assert_int_equal(f.n, 1);
+    assert_string_equal(f.id[0], "L1");
+    assert_int_equal(f.lost[0], 1);
     fetched_clear(&f);
 }
 
@@ -953,13 +1046,13 @@ static void test_scripts_revoke(void **state)
     fetch(&f, "w", 2, 10000);
     assert_int_equal(f.n, 1);
     assert_string_equal(f.id[0], "B");
-    assert_int_equal(cmd_int("HEXISTS %s A", qk("owner")), 0);
+    assert_int_equal(held_by("A"), -1);
     /* After start. */
     assert_int_equal(revoke("B", rec), -1);
     assert_int_equal(cmd_int("HEXISTS %s B", qk("msg")), 1);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "B")), 0);
     /* After finish. */
-    assert_int_equal(ack1(f.token, "B", "SUCCESS", "done"), 1);
+    assert_int_equal(ack1(f.token, f.wid, "B", "SUCCESS", "done"), 1);
     assert_int_equal(revoke("B", rec), -2);
     assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "B")), "done");
     /* Already revoked counts as finished. */
@@ -993,10 +1086,20 @@ static void test_scripts_fetch_skips_held_duplicates(void **state)
     assert_string_equal(f1.id[0], "T");
     fetch(&f2, "w2", 1, 10000);
     assert_int_equal(f2.n, 0);
-    char owner[64];
-    snprintf(owner, sizeof(owner), "%lld w1", f1.token);
-    assert_str_reply(cmd_str("HGET %s T", qk("owner")), owner);
-    assert_int_equal(ack1(f1.token, "T", "SUCCESS", "ok"), 1);
+    assert_int_equal(held_by("T"), f1.token);
+    assert_int_equal(lease_of(&f2), -1); /* an empty fetch leases nothing */
+    /* A batch mixing a held copy and a free task takes only the free one,
+     * and the held one keeps its holder. */
+    assert_int_equal(revoke("T", "r"), -1);
+    freeReplyObject(cmd("LPUSH %s T", qk("pending")));
+    enqueue("U", 0);
+    fetched_clear(&f2);
+    fetch(&f2, "w2", 2, 10000);
+    assert_int_equal(f2.n, 1);
+    assert_string_equal(f2.id[0], "U");
+    assert_int_equal(held_by("T"), f1.token);
+    assert_int_equal(held_by("U"), f2.token);
+    assert_int_equal(ack1(f1.token, f1.wid, "T", "SUCCESS", "ok"), 1);
     fetched_clear(&f1);
     fetched_clear(&f2);
 }
@@ -1029,8 +1132,8 @@ static void test_scripts_batch_duplicates(void **state)
     fetch(&f, "w1", 10, 10000);
     assert_int_equal(f.n, 1);
     assert_string_equal(f.id[0], "E");
-    assert_int_equal(cmd_int("HLEN %s", qk("owner")), 1);
-    assert_int_equal(cmd_int("ZCARD %s", qk("lease")), 1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("held")), 1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("leases")), 1);
     fetched_clear(&f);
     free(m);
 }
@@ -1178,7 +1281,7 @@ static void test_scripts_state(void **state)
     tq_cmd_release(&c);
     state_of("S", "prog", 1, 1);
     /* ... and the final record, in the done list, wins over it. */
-    assert_int_equal(ack1(f.token, "S", "SUCCESS", "rec"), 1);
+    assert_int_equal(ack1(f.token, f.wid, "S", "SUCCESS", "rec"), 1);
     state_of("S", "rec", 0, 0);
     fetched_clear(&f);
     /* A refused submission's wake-up marker is no record. */
@@ -1211,7 +1314,7 @@ static void test_scripts_dead_requeue(void **state)
     enqueue("Z", 0);
     fetched f;
     fetch(&f, "w", 1, 10000);
-    assert_int_equal(bury("Z", f.token, "rec", 10, 86400000, "{\"id\":\"Z\"}"), 1);
+    assert_int_equal(bury("Z", f.token, f.wid, "rec", 10, 86400000, "{\"id\":\"Z\"}"), 1);
     fetched_clear(&f);
     char *m = make_msg("Z", 0);
     tq_cmd c;
@@ -1251,18 +1354,18 @@ static void test_scripts_keys_bounded_or_ttl(void **state)
     fetch(&f, "w", 3, 10000);
     assert_int_equal(f.n, 3);
     char *rec = make_record("x", "SUCCESS");
-    assert_int_equal(ack1(f.token, f.id[0], "SUCCESS", rec), 1);
-    assert_int_equal(bury(f.id[1], f.token, rec, 10, 86400000, "{}"), 1);
+    assert_int_equal(ack1(f.token, f.wid, f.id[0], "SUCCESS", rec), 1);
+    assert_int_equal(bury(f.id[1], f.token, f.wid, rec, 10, 86400000, "{}"), 1);
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_retry(&c, PFX, Q, f.id[2], f.token, "m", 1, rec, 1000, TTL);
+    tq_cmd_retry(&c, PFX, Q, f.id[2], f.token, f.wid, "m", 1, rec, 1000, TTL);
     assert_int_equal(run_int(&c), 1);
     tq_cmd_release(&c);
     assert_int_equal(revoke("k4", rec), 1);
     free(rec);
     fetched_clear(&f);
 
-    static const char *bounded[] = {"pending", "msg",  "delayed", "lease",  "owner",
+    static const char *bounded[] = {"pending", "msg",  "delayed", "held",   "leases",
                                     "fence",   "lost", "dead",    "deadmsg"};
     redisReply *keys = cmd("KEYS *");
     assert_true(keys->elements > 0);
@@ -1337,17 +1440,20 @@ static void test_scripts_wake_channel(void **state)
     enqueue("d3", 30000); /* earlier than d1 */
     assert_str_reply(next_message(sub), "d");
 
-    /* Lost task recovered into an empty list. */
-    fetched f;
-    fetch(&f, "w", 2, 50);
-    assert_int_equal(f.n, 2);
+    /* Lost tasks recovered into an empty list (recover's max counts
+     * leases: one fetch each here). */
+    fetched f, g;
+    fetch(&f, "w", 1, 50);
+    fetch(&g, "w", 1, 50);
+    assert_int_equal(f.n + g.n, 2);
     expect_no_wake(sub, chan);
-    wait_redis_time_past(f.now + 50);
+    wait_redis_time_past(g.now + 50);
     assert_int_equal(recover(1), 1);
     assert_str_reply(next_message(sub), "p");
     assert_int_equal(recover(1), 1); /* list no longer empty */
     expect_no_wake(sub, chan);
     fetched_clear(&f);
+    fetched_clear(&g);
     redisFree(sub);
 }
 
@@ -1400,6 +1506,8 @@ int main(void)
         T(test_scripts_requeue_at_head),
         T(test_scripts_bury),
         T(test_scripts_extend),
+        T(test_scripts_recover_whole_fetch),
+        T(test_scripts_recover_previous_layout),
         T(test_scripts_revoke),
         T(test_scripts_fetch_skips_held_duplicates),
         T(test_scripts_batch_duplicates),

@@ -37,12 +37,12 @@
     " +ping +auth +select +evalsha +eval +script|load +time +get +set +del +exists"                \
     " +pexpire +publish +subscribe +hget +hmget +hset +hsetnx +hdel +hexists +hlen +hincrby"       \
     " +lpush +rpush +rpop +zadd +zrem +zcard +zrange +zrangebyscore"                               \
-    " +zremrangebyscore +incr +pexpireat"
+    " +zremrangebyscore +incr +pexpireat +zscore +zmscore +zcount"
 #define SUBMIT_ACL                                                                                 \
     "taskq-submit on >" SUBMIT_PW " resetchannels &taskq:* ~taskq:* -@all"                         \
     " +ping +auth +select +evalsha +eval +time +get +set +del +exists +pexpire"                    \
     " +publish +hget +hset +hsetnx +hdel +hexists +hlen +hmget +hgetall +lpush +rpush"             \
-    " +lindex +zadd +zrem +zrange +zrevrange +zcard +blmove"
+    " +lindex +zadd +zrem +zrange +zrevrange +zcard +blmove +zscore"
 
 static th_redis_server *S;
 
@@ -246,8 +246,8 @@ static void test_security_acl_users_and_secrets(void **state)
      * gone, the record expiring (a command refused half-way through the ack
      * would leave the record without a TTL and the task held). */
     redisContext *adm = th_redis(S);
-    assert_true(tf_wait_rint(adm, 0, 5000, "HLEN taskq:{acl}:owner"));
-    assert_int_equal(tf_rint(adm, "ZCARD taskq:{acl}:lease"), 0);
+    assert_true(tf_wait_rint(adm, 0, 5000, "ZCARD taskq:{acl}:held"));
+    assert_int_equal(tf_rint(adm, "ZCARD taskq:{acl}:leases"), 0);
     assert_int_equal(tf_rint(adm, "HLEN taskq:{acl}:msg"), 0);
     char done[128];
     snprintf(done, sizeof(done), "taskq:{acl}:done:%s", taskq_result_id(r));

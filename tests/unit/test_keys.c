@@ -151,8 +151,8 @@ static void test_keys_cmd_fetch(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     tq_cmd_fetch(&c, P, Q, "w:1:ab", 4, 15000, 100);
-    const char *w[] = {TAG "pending", TAG "msg",  TAG "lease", TAG "owner",   TAG "fence",
-                       TAG "delayed", TAG "lost", TAG "dead",  TAG "deadmsg", "w:1:ab",
+    const char *w[] = {TAG "pending", TAG "msg",  TAG "held", TAG "leases",  TAG "fence",
+                       TAG "delayed", TAG "lost", TAG "dead", TAG "deadmsg", "w:1:ab",
                        "4",           "15000",    "100"};
     expect_cmd(&c, TQ_SCRIPT_FETCH, 9, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_FETCH);
@@ -164,11 +164,11 @@ static void test_keys_cmd_ack_one(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_ack_begin(&c, P, Q, 77, 86400000);
+    tq_cmd_ack_begin(&c, P, Q, 77, "w:1:ab", 86400000);
     tq_cmd_ack_add(&c, P, Q, "a", "SUCCESS", "{\"r\":1}", 7);
     tq_cmd_ack_end(&c);
-    const char *w[] = {TAG "msg", TAG "lease", TAG "owner", TAG "lost", TAG "done:a",
-                       "77",      "86400000",  "1",         "a",        "{\"r\":1}"};
+    const char *w[] = {TAG "msg",   TAG "held", TAG "leases", TAG "lost", TAG "done:a",
+                       "77 w:1:ab", "86400000", "1",          "a",        "{\"r\":1}"};
     expect_cmd(&c, TQ_SCRIPT_ACK, 5, w, N(w));
     tq_cmd_release(&c);
 }
@@ -231,13 +231,13 @@ static void test_keys_cmd_ack_three(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_ack_begin(&c, P, Q, 5, 1000);
+    tq_cmd_ack_begin(&c, P, Q, 5, "w", 1000);
     tq_cmd_ack_add(&c, P, Q, "a", "SUCCESS", "ra", 2);
     tq_cmd_ack_add(&c, P, Q, "b", "FAILURE", "r\0b", 3);
     tq_cmd_ack_add(&c, P, Q, "c", "REVOKED", "rc", 2);
     tq_cmd_ack_end(&c);
-    const char *w[] = {TAG "msg",    TAG "lease",  TAG "owner",  TAG "lost",
-                       TAG "done:a", TAG "done:b", TAG "done:c", "5",
+    const char *w[] = {TAG "msg",    TAG "held",   TAG "leases", TAG "lost",
+                       TAG "done:a", TAG "done:b", TAG "done:c", "5 w",
                        "1000",       "3",          "a",          "ra",
                        "b",          NULL,         "c",          "rc"};
     expect_cmd(&c, TQ_SCRIPT_ACK, 4 + 3, w, N(w));
@@ -255,7 +255,7 @@ static void test_keys_cmd_ack_reuse(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     for (int round = 0; round < 2; round++) {
-        tq_cmd_ack_begin(&c, P, Q, 9, 10);
+        tq_cmd_ack_begin(&c, P, Q, 9, "w", 10);
         for (int i = 0; i < 20; i++)
             tq_cmd_ack_add(&c, P, Q, "x", "SUCCESS", "r", 1);
         tq_cmd_ack_end(&c);
@@ -263,9 +263,9 @@ static void test_keys_cmd_ack_reuse(void **state)
         assert_string_equal(c.argv[2], "24");
         assert_string_equal(c.argv[3 + 24 + 2], "20");
     }
-    tq_cmd_ack_begin(&c, P, Q, 9, 10);
+    tq_cmd_ack_begin(&c, P, Q, 9, "w", 10);
     tq_cmd_ack_end(&c);
-    const char *w[] = {TAG "msg", TAG "lease", TAG "owner", TAG "lost", "9", "10", "0"};
+    const char *w[] = {TAG "msg", TAG "held", TAG "leases", TAG "lost", "9 w", "10", "0"};
     expect_cmd(&c, TQ_SCRIPT_ACK, 4, w, N(w));
     tq_cmd_release(&c);
 }
@@ -275,10 +275,10 @@ static void test_keys_cmd_retry(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_retry(&c, P, Q, ID, 12, "MSG", 3, "REC", 5000, 3600000);
-    const char *w[] = {TAG "msg",     TAG "lease",      TAG "owner", TAG "lost", TAG "delayed",
-                       TAG "pending", TAG "result:" ID, ID,          "12",       "MSG",
-                       "REC",         "5000",           "3600000",   TAG "wake"};
+    tq_cmd_retry(&c, P, Q, ID, 12, "w", "MSG", 3, "REC", 5000, 3600000);
+    const char *w[] = {TAG "msg",     TAG "held",       TAG "leases", TAG "lost", TAG "delayed",
+                       TAG "pending", TAG "result:" ID, ID,           "12 w",     "MSG",
+                       "REC",         "5000",           "3600000",    TAG "wake"};
     expect_cmd(&c, TQ_SCRIPT_RETRY, 7, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_RETRY);
     tq_cmd_release(&c);
@@ -290,8 +290,8 @@ static void test_keys_cmd_requeue(void **state)
     tq_cmd c;
     const char *ids[] = {"a", "b", "c"};
     tq_cmd_init(&c);
-    tq_cmd_requeue(&c, P, Q, 3, ids, 3);
-    const char *w[] = {TAG "lease", TAG "owner", TAG "pending", "3", TAG "wake", "a", "b", "c"};
+    tq_cmd_requeue(&c, P, Q, 3, "w", ids, 3);
+    const char *w[] = {TAG "held", TAG "leases", TAG "pending", "3 w", TAG "wake", "a", "b", "c"};
     expect_cmd(&c, TQ_SCRIPT_REQUEUE, 3, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_REQUEUE);
     tq_cmd_release(&c);
@@ -302,15 +302,15 @@ static void test_keys_cmd_bury(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_bury(&c, P, Q, ID, 44, "bad message", "REC", 1000, 500, 86400000, "ENTRY");
-    const char *w[] = {TAG "msg",  TAG "lease",   TAG "owner",      TAG "lost",
+    tq_cmd_bury(&c, P, Q, ID, 44, "w", "bad message", "REC", 1000, 500, 86400000, "ENTRY");
+    const char *w[] = {TAG "msg",  TAG "held",    TAG "leases",     TAG "lost",
                        TAG "dead", TAG "deadmsg", TAG "result:" ID, TAG "done:" ID,
-                       ID,         "44",          "bad message",    "REC",
+                       ID,         "44 w",        "bad message",    "REC",
                        "1000",     "500",         "86400000",       "ENTRY"};
     expect_cmd(&c, TQ_SCRIPT_BURY, 8, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_BURY);
-    /* Never owned: an empty token. */
-    tq_cmd_bury(&c, P, Q, ID, -1, "r", "REC", 1000, 500, 86400000, "ENTRY");
+    /* Never held: an empty lease. */
+    tq_cmd_bury(&c, P, Q, ID, -1, "w", "r", "REC", 1000, 500, 86400000, "ENTRY");
     assert_string_equal(c.argv[3 + 9], "");
     assert_int_equal(c.argvlen[3 + 9], 0);
     tq_cmd_release(&c);
@@ -321,10 +321,10 @@ static void test_keys_cmd_extend(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_extend_begin(&c, P, Q, 15000);
+    tq_cmd_extend_begin(&c, P, Q, "w", 15000);
     tq_cmd_extend_add(&c, 3, "a");
     tq_cmd_extend_add(&c, 4, "b");
-    const char *w[] = {TAG "lease", TAG "owner", "15000", "3", "a", "4", "b"};
+    const char *w[] = {TAG "held", TAG "leases", "15000", "w", "3", "a", "4", "b"};
     expect_cmd(&c, TQ_SCRIPT_EXTEND, 2, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_EXTEND);
     tq_cmd_release(&c);
@@ -336,19 +336,20 @@ static void test_keys_cmd_recover_revoke_state(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     tq_cmd_recover(&c, P, Q, 100);
-    const char *w1[] = {TAG "lease", TAG "owner", TAG "pending", TAG "lost", "100", TAG "wake"};
-    expect_cmd(&c, TQ_SCRIPT_RECOVER, 4, w1, N(w1));
+    const char *w1[] = {TAG "held",  TAG "leases", TAG "pending", TAG "lost",
+                        TAG "lease", TAG "owner",  "100",         TAG "wake"};
+    expect_cmd(&c, TQ_SCRIPT_RECOVER, 6, w1, N(w1));
     expect_keys_match_lua(&c, TQ_SCRIPT_RECOVER);
 
     tq_cmd_revoke(&c, P, Q, ID, "REC", 777);
     const char *w2[] = {
-        TAG "msg", TAG "owner", TAG "delayed", TAG "result:" ID, TAG "done:" ID, TAG "lost",
-        ID,        "REC",       "777"};
+        TAG "msg", TAG "held", TAG "delayed", TAG "result:" ID, TAG "done:" ID, TAG "lost",
+        ID,        "REC",      "777"};
     expect_cmd(&c, TQ_SCRIPT_REVOKE, 6, w2, N(w2));
     expect_keys_match_lua(&c, TQ_SCRIPT_REVOKE);
 
     tq_cmd_state(&c, P, Q, ID);
-    const char *w3[] = {TAG "msg", TAG "owner", TAG "result:" ID, TAG "done:" ID, ID};
+    const char *w3[] = {TAG "msg", TAG "held", TAG "result:" ID, TAG "done:" ID, ID};
     expect_cmd(&c, TQ_SCRIPT_STATE, 4, w3, N(w3));
     expect_keys_match_lua(&c, TQ_SCRIPT_STATE);
 
@@ -436,7 +437,7 @@ static void test_keys_cmd_progress(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     tq_cmd_progress(&c, P, Q, ID, 8, "REC", 1000);
-    const char *w[] = {TAG "owner", TAG "result:" ID, ID, "8", "REC", "1000"};
+    const char *w[] = {TAG "held", TAG "result:" ID, ID, "8", "REC", "1000"};
     expect_cmd(&c, TQ_SCRIPT_PROGRESS, 2, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_PROGRESS);
     tq_cmd_release(&c);

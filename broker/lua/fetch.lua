@@ -29,27 +29,54 @@ local token = redis.call('INCR', KEYS[5])
 out[1] = token
 -- The whole batch is held under this fetch's token (held: id -> token) and
 -- shares one lease (leases: "<token> <worker_id>" -> deadline), written
--- once below: per task, one sorted-set entry is all the bookkeeping.
+-- once at the end: per task, one sorted-set entry is all the bookkeeping.
 -- As a string once: a Lua number passed to redis.call is formatted per use.
 local tokstr = tostring(token)
 local got = 0
--- Commands that take many ids at once get them in chunks (see above).
-local function each_chunk(list, fn)
-  for i = 1, #list, 500 do
-    fn({unpack(list, i, math.min(i + 499, #list))})
+-- The lost counts are nearly always absent: one EXISTS per call instead of
+-- an HMGET whose every argument Redis must convert.
+local any_lost = redis.call('EXISTS', KEYS[7]) == 1
+-- Lease the candidates of one chunk (ids with a message, cmsg their
+-- messages) and append them to out. ZADD NX both holds the free ones and, by
+-- its count, says whether every candidate was new: the usual case, and then
+-- none can be a second copy either (a copy taken earlier in this call is
+-- held under our token, and two copies in one ZADD count once). Otherwise
+-- the scores tell: ours carry this fetch's fresh token, and a second copy of
+-- an id leased in this call is dropped.
+local function lease(cand, cmsg, zargs)
+  local take = cand
+  if redis.call('ZADD', KEYS[3], 'NX', unpack(zargs)) < #cand then
+    local mine = {}
+    for i = 4, #out, 3 do mine[out[i]] = true end
+    local sc = redis.call('ZMSCORE', KEYS[3], unpack(cand))
+    local keep, kmsg = {}, {}
+    for k, id in ipairs(cand) do
+      if tonumber(sc[k]) == token and not mine[id] then
+        mine[id] = true
+        keep[#keep + 1] = id
+        kmsg[#kmsg + 1] = cmsg[k]
+      end
+    end
+    take, cmsg = keep, kmsg
   end
+  if #take == 0 then return 0 end
+  local lost = any_lost and redis.call('HMGET', KEYS[7], unpack(take)) or {}
+  for k, id in ipairs(take) do
+    out[#out + 1] = id
+    out[#out + 1] = cmsg[k]
+    out[#out + 1] = tonumber(lost[k] or 0)
+  end
+  return #take
 end
 -- Skipped ids (revoked: no message; already held: a second copy of an id that
 -- was revoked or buried and then queued again; not an id at all) do not count
 -- against max, but the rounds are bounded so one call cannot run away on a
 -- list of dangling ids.
 local rounds = 4
--- Per call, not per round: an id leased in an earlier round that comes up
--- again is a second copy, and its entry in held already carries our token.
-local seen = {}
 while got < max and rounds > 0 do
   rounds = rounds - 1
-  local ids = redis.call('RPOP', KEYS[1], max - got)
+  local want = max - got
+  local ids = redis.call('RPOP', KEYS[1], want)
   if not ids then break end
   local valid = {}
   for _, id in ipairs(ids) do
@@ -70,54 +97,22 @@ while got < max and rounds > 0 do
       valid[#valid + 1] = id
     end
   end
-  local leased, msgs = {}, {}
-  each_chunk(valid, function(chunk)
+  -- Commands that take many ids at once get them in chunks (see above).
+  for i = 1, #valid, 500 do
+    local chunk = {unpack(valid, i, math.min(i + 499, #valid))}
     local ms = redis.call('HMGET', KEYS[2], unpack(chunk))
     local cand, cmsg, zargs = {}, {}, {}
     for k, id in ipairs(chunk) do
-      -- A second copy of an id in this call is skipped here.
-      if ms[k] and not seen[id] then
-        seen[id] = true
+      if ms[k] then
         cand[#cand + 1] = id
         cmsg[#cmsg + 1] = ms[k]
         zargs[#zargs + 1] = tokstr
         zargs[#zargs + 1] = id
       end
     end
-    if #cand == 0 then return end
-    -- ZADD NX both holds the free ones and, by its count, says whether any
-    -- was held already (by another fetch): only then are the scores read to
-    -- tell which (NX left theirs; ours carry this fetch's fresh token).
-    if redis.call('ZADD', KEYS[3], 'NX', unpack(zargs)) == #cand then
-      for k = 1, #cand do
-        leased[#leased + 1] = cand[k]
-        msgs[#msgs + 1] = cmsg[k]
-      end
-      return
-    end
-    local sc = redis.call('ZMSCORE', KEYS[3], unpack(cand))
-    for k, id in ipairs(cand) do
-      if tonumber(sc[k]) == token then
-        leased[#leased + 1] = id
-        msgs[#msgs + 1] = cmsg[k]
-      end
-    end
-  end)
-  local pos = 0
-  -- The lost counts are nearly always absent: one EXISTS instead of an
-  -- HMGET whose every argument Redis must convert.
-  local any_lost = redis.call('EXISTS', KEYS[7]) == 1
-  each_chunk(leased, function(chunk)
-    local lost = any_lost and redis.call('HMGET', KEYS[7], unpack(chunk)) or {}
-    for k, id in ipairs(chunk) do
-      out[#out + 1] = id
-      out[#out + 1] = msgs[pos + k]
-      out[#out + 1] = tonumber(lost[k] or 0)
-    end
-    pos = pos + #chunk
-  end)
-  got = got + #leased
-  if #ids < max - got + #leased then break end
+    if #cand > 0 then got = got + lease(cand, cmsg, zargs) end
+  end
+  if #ids < want then break end -- the list ran out
 end
 if got > 0 then
   redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), tokstr .. ' ' .. ARGV[1])

@@ -14,37 +14,50 @@ local t = redis.call('TIME')
 local expire_at = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) +
   tonumber(ARGV[2]))
 local n = tonumber(ARGV[3])
-local out, settled, seen = {}, {}, {}
--- One ZMSCORE per chunk reads the tokens (fences) of the whole batch.
-local held = {}
+local out, settled, at = {}, {}, {}
+-- One ZMSCORE per chunk reads the tokens (fences) of the whole batch; the
+-- ids held under ours are settled.
 for i = 1, n, 500 do
   local ids = {}
   for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[2 + k * 2] end
   local sc = redis.call('ZMSCORE', KEYS[2], unpack(ids))
-  for k = 1, #ids do held[i + k - 1] = tonumber(sc[k]) end
-end
-for i = 1, n do
-  local id = ARGV[2 + i * 2]
-  if token and held[i] == token and not seen[id] then
-    local dk = KEYS[4 + i]
-    seen[id] = true
-    -- enqueue cleared any old done list: this element is its only one.
-    redis.call('RPUSH', dk, ARGV[3 + i * 2])
-    redis.call('PEXPIREAT', dk, expire_at)
-    settled[#settled + 1] = id
-    out[i] = 1
-  else
-    out[i] = 0
+  for k = 1, #ids do
+    if token and tonumber(sc[k]) == token then
+      settled[#settled + 1] = ids[k]
+      at[#at + 1] = i + k - 1
+    end
+    out[i + k - 1] = 0
   end
 end
--- The bookkeeping of every settled task goes in a few multi-key commands.
--- Lost counts are nearly always absent: checked once, not per id.
+-- Their bookkeeping first, in a few multi-key commands: ZREM's count also
+-- tells whether an id came twice (it removes it once), the only case that
+-- needs a set to settle each id once. Lost counts are nearly always
+-- absent: checked once, not per id.
+local removed = 0
 local any_lost = redis.call('EXISTS', KEYS[4]) == 1
 for i = 1, #settled, 500 do
   local chunk = {unpack(settled, i, math.min(i + 499, #settled))}
+  removed = removed + redis.call('ZREM', KEYS[2], unpack(chunk))
   redis.call('HDEL', KEYS[1], unpack(chunk))
-  redis.call('ZREM', KEYS[2], unpack(chunk))
   if any_lost then redis.call('HDEL', KEYS[4], unpack(chunk)) end
+end
+if removed < #settled then
+  local seen, keep = {}, {}
+  for k, id in ipairs(settled) do
+    if not seen[id] then
+      seen[id] = true
+      keep[#keep + 1] = at[k]
+    end
+  end
+  at = keep
+end
+-- Then the final records. enqueue cleared any old done list: this element
+-- is its only one.
+for _, i in ipairs(at) do
+  local dk = KEYS[4 + i]
+  redis.call('RPUSH', dk, ARGV[3 + i * 2])
+  redis.call('PEXPIREAT', dk, expire_at)
+  out[i] = 1
 end
 -- The fetch's last task settled: its lease goes (a lease lives exactly as
 -- long as some task is held under its token).

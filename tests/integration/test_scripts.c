@@ -774,6 +774,20 @@ static void test_scripts_ack_batch(void **state)
     assert_int_equal(held_by("b2"), f.token);
     assert_true(lease_of(&f) > 0); /* its lease stays while b2 is held */
     assert_int_equal(cmd_int("HLEN %s", qk("msg")), 1);
+    /* An id given twice in one batch is settled once: the first record. */
+    tq_cmd_ack_begin(&c, PFX, Q, f.token, f.wid, TTL);
+    tq_cmd_ack_add(&c, PFX, Q, "b2", "SUCCESS", "first", 5);
+    tq_cmd_ack_add(&c, PFX, Q, "b2", "FAILURE", "second", 6);
+    tq_cmd_ack_end(&c);
+    r = run(&c);
+    assert_int_equal(r->elements, 2);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_int_equal(r->element[1]->integer, 0);
+    freeReplyObject(r);
+    assert_int_equal(cmd_int("LLEN %s", tk("done", "b2")), 1);
+    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b2")), "first");
+    assert_int_equal(held_by("b2"), -1);
+    assert_int_equal(lease_of(&f), -1); /* the fetch's last task went */
     tq_cmd_release(&c);
     fetched_clear(&f);
 }

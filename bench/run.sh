@@ -294,7 +294,7 @@ start_worker prefork "$NPROC"; wp=${WORKERS# }; settle 2
 record rss_prefork_idle "scenario=rss status=ok $(rss_of "$wp")"
 flush
 record load_warm "$(bench "$T_LONG" load "$WARM_N" 20000)"
-settle 1
+settle 2.5
 record rss_prefork_warm "scenario=rss status=ok $(rss_of "$wp")"
 # The rest in four parts, RSS after each: a leak grows with every part,
 # while the allocator's noise (a few hundred kB either way) does not.
@@ -305,7 +305,7 @@ for k in 1 2 3 4; do
     [ "$(val status "$l")" = ok ] || lstatus=$(val status "$l")
     secs=$(awk -v a="$secs" -v b="$(val secs "$l")" 'BEGIN { print a + b }')
     ldone=$((ldone + part))
-    settle 1
+    settle 2.5
     record "rss_prefork_p$k" "scenario=rss status=ok tasks=$ldone $(rss_of "$wp")"
     samples="${samples:+$samples,}$(val parent_kb "$(get "rss_prefork_p$k")")"
 done

@@ -19,6 +19,9 @@
 
 #include <errno.h>
 #include <jansson.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +142,7 @@ struct tq_worker {
     int unregistering;
     int64_t started_ms;
     long long processed, failed, retried, buried, fenced;
+    long long trimmed_at; /* tasks settled when the heap was last trimmed */
     int exit_code;
 };
 
@@ -1235,11 +1239,33 @@ static void heartbeat(tq_worker *w)
     }
 }
 
+/* Idle after work: give the allocator's free memory back to the system.
+ * A busy worker's large fetch replies and batches leave up to ~1 MB of
+ * free heap that glibc keeps (its trim threshold rises with the largest
+ * block freed), so an idle worker would otherwise hold its busiest moment's
+ * RSS. Once per idle spell, from the heartbeat: never on the hot path. */
+static void trim_if_idle(tq_worker *w)
+{
+#ifdef __GLIBC__
+    long long settled = w->processed + w->failed + w->retried + w->buried + w->fenced;
+    if (settled == w->trimmed_at || w->nrunning > 0 || w->nready > 0 || w->nacks > 0 ||
+        w->outbox.len > 0 || w->inflight.len > 0)
+        return;
+    w->trimmed_at = settled;
+    int released = malloc_trim(0);
+    tq_log_debug(w->cfg.log, "idle: heap trimmed (%s)",
+                 released ? "free memory returned to the system" : "nothing to return");
+#else
+    (void)w;
+#endif
+}
+
 static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     heartbeat(arg);
+    trim_if_idle(arg);
 }
 
 /* ---- connection events ------------------------------------------------ */

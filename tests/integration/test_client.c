@@ -1377,6 +1377,44 @@ static void test_client_example_client_basic(void **state)
     free(out);
 }
 
+/* A worker that goes idle after work gives its free heap back once, from
+ * the heartbeat; while nothing runs it does not do it again. */
+static void test_client_idle_worker_trims_heap(void **state)
+{
+    tc *x = *state;
+    enum { N = 300 };
+    const char *const opts[] = {"--lease", "1", "--heartbeat", "0.2", "--log-level", "debug", NULL};
+    tf_worker *w = start_worker(x, opts);
+    static taskq_task *tasks[N];
+    static char ids[N][TASKQ_ID_SIZE];
+    static int codes[N];
+    for (int i = 0; i < N; i++)
+        tasks[i] = task_v("echo", "1", NULL);
+    assert_int_equal(taskq_submit_many(x->c, tasks, N, ids, codes), 0);
+    for (int i = 0; i < N; i++)
+        taskq_task_free(tasks[i]);
+    taskq_result *r = wait_final(x, ids[N - 1], WAIT_S);
+    assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
+    taskq_result_free(r);
+    if (!tf_log_wait(w->log, 0, "idle: heap trimmed", 5000)) {
+        th_dump_file("worker log", w->log);
+        fail_msg("the idle worker did not trim its heap");
+    }
+    /* Five more heartbeats with nothing to do: no second trim. */
+    long from = tf_file_size(w->log);
+    assert_false(tf_log_wait(w->log, from, "idle: heap trimmed", 1000));
+    /* New work, then idle again: trimmed again. */
+    char id[TASKQ_ID_SIZE];
+    taskq_task *t = task_v("echo", "2", NULL);
+    assert_int_equal(taskq_submit(x->c, t, id), 0);
+    taskq_task_free(t);
+    r = wait_final(x, id, WAIT_S);
+    assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
+    taskq_result_free(r);
+    assert_true(tf_log_wait(w->log, from, "idle: heap trimmed", 5000));
+    stop_worker(w);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1416,6 +1454,7 @@ int main(void)
         T(test_client_two_workers_each_task_once),
         T(test_client_sigterm_waits_for_running),
         T(test_client_threads_pool_basic),
+        T(test_client_idle_worker_trims_heap),
         T(test_client_example_client_basic),
     };
 #undef T

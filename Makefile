@@ -49,7 +49,7 @@ EXAMPLE_TASKS := $(BUILD)/libexample_tasks.so
 .PHONY: all deps test check asan demo install uninstall clean format lint bench fuzz test-compose
 all: $(LIBA) $(LIBSO) $(WORKER_BIN) $(SUBMIT_BIN) $(PCFILE) $(EXAMPLE_TASKS)
 
-$(GEN_SCRIPTS): broker/gen_scripts.sh $(LUA_SRC)
+$(GEN_SCRIPTS): broker/gen_scripts.sh $(LUA_SRC) $(wildcard broker/lua/lib/*.lua)
 	@mkdir -p $(dir $@)
 	sh broker/gen_scripts.sh $@ $(LUA_SRC)
 

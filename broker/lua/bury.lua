@@ -3,17 +3,9 @@
 -- KEYS: msg, held, leases, lost, dead, deadmsg, result:<id>, done:<id>
 -- ARGV: id, lease ('' if never held), reason, record, result_ttl_ms, dead_max,
 --       dead_max_age_ms, dead_entry_json
+-- @include release
 local id = ARGV[1]
-if ARGV[2] ~= '' then
-  local token = tonumber(string.match(ARGV[2], '^%d+'))
-  local s = redis.call('ZSCORE', KEYS[2], id)
-  if not token or not s or tonumber(s) ~= token then return 0 end
-  redis.call('ZREM', KEYS[2], id)
-  -- A lease lives exactly as long as some task is held under its token.
-  if redis.call('ZCOUNT', KEYS[2], token, token) == 0 then
-    redis.call('ZREM', KEYS[3], ARGV[2])
-  end
-end
+if ARGV[2] ~= '' and not release(KEYS[2], KEYS[3], ARGV[2], id) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HDEL', KEYS[1], id)

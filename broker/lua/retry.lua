@@ -2,15 +2,9 @@
 -- docs/PROTOCOL.md#retry
 -- KEYS: msg, held, leases, lost, delayed, pending, result:<id>
 -- ARGV: id, lease, message, record, delay_ms, result_ttl_ms, wake_channel
+-- @include release
 local id = ARGV[1]
-local token = tonumber(string.match(ARGV[2], '^%d+'))
-local s = redis.call('ZSCORE', KEYS[2], id)
-if not token or not s or tonumber(s) ~= token then return 0 end
-redis.call('ZREM', KEYS[2], id)
--- A lease lives exactly as long as some task is held under its token.
-if redis.call('ZCOUNT', KEYS[2], token, token) == 0 then
-  redis.call('ZREM', KEYS[3], ARGV[2])
-end
+if not release(KEYS[2], KEYS[3], ARGV[2], id) then return 0 end
 redis.call('HDEL', KEYS[4], id)
 redis.call('HSET', KEYS[1], id, ARGV[3])
 redis.call('SET', KEYS[7], ARGV[4], 'PX', ARGV[6])

@@ -106,7 +106,9 @@ static void add_tkey(tq_cmd *c, const char *prefix, const char *queue, const cha
     tq_cmd_add_str(c, k);
 }
 
-/* A fetch's entry in leases: "<token> <wid>". */
+/* A fetch's entry in leases: "<token> <wid>". A worker id too long for the
+ * buffer (never one taskq makes) names no lease: the empty one is fenced
+ * out. */
 static void add_lease(tq_cmd *c, long long token, const char *wid)
 {
     char buf[TQ_KEY_MAX];

@@ -1017,6 +1017,29 @@ static void test_scripts_recover_whole_fetch(void **state)
     fetched_clear(&g);
 }
 
+/* recover's max bounds the tasks one call moves: a lease holding more is
+ * taken back in parts and goes with its last task. */
+static void test_scripts_recover_in_parts(void **state)
+{
+    (void)state;
+    enqueue("p1", 0);
+    enqueue("p2", 0);
+    enqueue("p3", 0);
+    fetched f;
+    fetch(&f, "w1", 3, 50);
+    assert_int_equal(f.n, 3);
+    wait_redis_time_past(f.now + 50);
+    assert_int_equal(recover(2), 2);
+    assert_int_equal(cmd_int("ZCARD %s", qk("held")), 1);
+    assert_true(lease_of(&f) > 0); /* expired, and kept for what it holds */
+    assert_int_equal(recover(2), 1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("held")), 0);
+    assert_int_equal(lease_of(&f), -1);
+    assert_int_equal(cmd_int("LLEN %s", qk("pending")), 3);
+    assert_int_equal(recover(2), 0);
+    fetched_clear(&f);
+}
+
 /* A task leased by a worker of the layout before held/leases (a lease zset
  * of id -> deadline, an owner hash) comes back once that lease expires. */
 static void test_scripts_recover_previous_layout(void **state)
@@ -1534,6 +1557,7 @@ int main(void)
         T(test_scripts_bury),
         T(test_scripts_extend),
         T(test_scripts_recover_whole_fetch),
+        T(test_scripts_recover_in_parts),
         T(test_scripts_recover_previous_layout),
         T(test_scripts_revoke),
         T(test_scripts_fetch_skips_held_duplicates),

@@ -102,6 +102,16 @@ static void worker_start(tf_worker *w, const fx *f, const char *const *extra)
     }
 }
 
+/* One SIGTERM (a warm shutdown); the worker must exit 0 within 10 s. */
+static void warm_stop(const tf_worker *w)
+{
+    int st = -1;
+    assert_int_equal(th_signal(w->pid, SIGTERM), 0);
+    assert_int_equal(th_wait_exit(w->pid, 10000, &st), 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* n copies of one task in one pipelined round trip. */
 static void submit_n(taskq_client *c, const char *json, int n, char (*ids)[TASKQ_ID_SIZE])
 {
@@ -302,12 +312,8 @@ static void test_recovery_warm_shutdown_finishes_running_keeps_queued(void **sta
         running[i] = is_running(f, ids[i]);
 
     long long t0 = th_mono_ms();
-    int st = -1;
-    assert_int_equal(th_signal(w.pid, SIGTERM), 0);
-    assert_int_equal(th_wait_exit(w.pid, 10000, &st), 0);
+    warm_stop(&w);
     long long dt = th_mono_ms() - t0;
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
 
     int nrun = 0, nsucc = 0, npend = 0;
     for (int i = 0; i < N; i++) {
@@ -361,11 +367,7 @@ static void warm_shutdown_backlog(fx *f, const char *pool)
     submit_n(f->c, "{\"task\":\"noop\"}", FAST, ids + SLOW);
     /* Two running, ten behind them in the pool, not in the worker's list. */
     assert_true(tf_wait_running(f->rc, "taskq:", w.id, SLOW + FAST, 5000));
-    int st = -1;
-    assert_int_equal(th_signal(w.pid, SIGTERM), 0);
-    assert_int_equal(th_wait_exit(w.pid, 10000, &st), 0);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    warm_stop(&w);
     int nsucc = 0, npend = 0;
     for (int i = 0; i < SLOW + FAST; i++) {
         taskq_state s = tf_state(f->c, Q, ids[i]);
@@ -413,11 +415,7 @@ static void test_recovery_warm_shutdown_puts_prefetched_back(void **state)
     assert_true(tf_wait_running(f->rc, "taskq:", w.id, 1, 5000));
     /* One running plus five prefetched, all leased; four still queued. */
     assert_int_equal(tf_rint(f->rc, "ZCARD %s", K("held")), 6);
-    int st = -1;
-    assert_int_equal(th_signal(w.pid, SIGTERM), 0);
-    assert_int_equal(th_wait_exit(w.pid, 10000, &st), 0);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    warm_stop(&w);
     int nsucc = 0, npend = 0;
     for (int i = 0; i < N; i++) {
         taskq_state s = tf_state(f->c, Q, ids[i]);

@@ -124,20 +124,25 @@ static void add_wake(tq_cmd *c, const char *prefix, const char *queue)
 }
 
 void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
-                    const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms, long long cap)
+                    const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms, long long cap,
+                    int fresh)
 {
-    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE, 5);
+    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE, fresh ? 4 : 5);
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "pending");
     add_qkey(c, prefix, queue, "delayed");
-    add_tkey(c, prefix, queue, "result", id);
     add_tkey(c, prefix, queue, "done", id);
+    if (!fresh)
+        add_tkey(c, prefix, queue, "result", id);
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, msg, msglen);
-    tq_cmd_add_int(c, delay_ms);
-    tq_cmd_add_int(c, eta_ms);
     tq_cmd_add_int(c, cap);
     add_wake(c, prefix, queue);
+    tq_cmd_add_int(c, fresh);
+    if (delay_ms != 0 || eta_ms != 0) {
+        tq_cmd_add_int(c, delay_ms);
+        tq_cmd_add_int(c, eta_ms);
+    }
 }
 
 static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int keys_per_task);
@@ -203,17 +208,19 @@ void tq_cmd_enqueue_many_end(tq_cmd *c)
     regroup(c, 3, 4, kpt + (untimed ? 2 : 4), kpt);
 }
 
-void tq_cmd_enqueue_many_unfresh(tq_cmd *c)
+void tq_cmd_enqueue_unfresh(tq_cmd *c)
 {
-    /* EVALSHA sha numkeys, KEYS, cap, wake, fresh: numkeys is our own
-     * decimal text (regroup wrote it), so it parses. */
+    /* EVALSHA sha numkeys, KEYS, then fresh at ARGV[3] (enqueue_many: cap,
+     * wake, fresh) or ARGV[5] (enqueue: id, message, cap, wake, fresh).
+     * numkeys is our own decimal text, so it parses. */
+    int nargs = c->script == TQ_SCRIPT_ENQUEUE_MANY ? 3 : c->script == TQ_SCRIPT_ENQUEUE ? 5 : 0;
     long nkeys = strtol(c->argv[2], NULL, 10);
-    if (nkeys < 3 || nkeys > c->argc - 6)
+    if (nargs == 0 || nkeys < 3 || nkeys > c->argc - 3 - nargs)
         return;
-    int at = 3 + (int)nkeys + 2;
+    int at = 3 + (int)nkeys + nargs - 1;
     if (c->argv[at][0] != '1')
         return;
-    /* Same layout (no result keys), but every id is checked. */
+    /* Same layout (no result keys), but the id is checked. */
     c->argv[at][0] = '2';
 }
 

@@ -36,9 +36,10 @@ void tq_cmd_set_numkeys(tq_cmd *c, int numkeys);
 void tq_cmd_wake_channel(char *buf, const char *prefix, const char *queue);
 
 /* Builders. Strings are copied; message bytes may contain anything. */
+/* enqueue: one task (a single submit). fresh: as for enqueue_many. */
 void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
-                    const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms,
-                    long long cap);
+                    const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms, long long cap,
+                    int fresh);
 /* enqueue_many: begin, one add per task (all of one queue), end. fresh: every
  * id of the call was just generated with tq_random_id (docs/PROTOCOL.md).
  * waited: a wait on the tasks' done lists is pipelined behind the call, so
@@ -49,8 +50,9 @@ void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue,
 void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                              const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms);
 void tq_cmd_enqueue_many_end(tq_cmd *c);
-/* After end: make a fresh call check every id (a resent batch may be queued). */
-void tq_cmd_enqueue_many_unfresh(tq_cmd *c);
+/* After end (enqueue_many) or the build (enqueue): make a fresh call check
+ * every id (a resent call's tasks may be queued already). */
+void tq_cmd_enqueue_unfresh(tq_cmd *c);
 void tq_cmd_fetch(tq_cmd *c, const char *prefix, const char *queue, const char *wid, int max,
                   int64_t lease_ms, int promote_max);
 /* The fenced builders below name the lease a task is held under: the token

@@ -131,17 +131,41 @@ static void test_keys_cmd_enqueue(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue(&c, P, Q, ID, "{\"m\":1}", 7, 250, 0, 1000);
-    const char *w[] = {
-        TAG "msg",   TAG "pending", TAG "delayed", TAG "result:" ID, TAG "done:" ID, ID,
-        "{\"m\":1}", "250",         "0",           "1000",           TAG "wake"};
+    /* An id chosen by a user (not fresh): the result key too, to clear it. */
+    tq_cmd_enqueue(&c, P, Q, ID, "{\"m\":1}", 7, 250, 0, 1000, 0);
+    const char *w[] = {TAG "msg",
+                       TAG "pending",
+                       TAG "delayed",
+                       TAG "done:" ID,
+                       TAG "result:" ID,
+                       ID,
+                       "{\"m\":1}",
+                       "1000",
+                       TAG "wake",
+                       "0",
+                       "250",
+                       "0"};
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 5, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_ENQUEUE);
-    /* Message bytes are binary-safe (NUL inside). */
-    tq_cmd_enqueue(&c, P, Q, ID, "a\0b", 3, 0, 1764100000123LL, 0);
-    assert_int_equal(c.argvlen[9], 3);
-    assert_memory_equal(c.argv[9], "a\0b", 3);
-    assert_string_equal(c.argv[11], "1764100000123");
+    tq_cmd_enqueue_unfresh(&c); /* a no-op: not fresh */
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 5, w, N(w));
+    /* Fresh, not delayed: no result key, no delay and eta. Message bytes are
+     * binary-safe (NUL inside). */
+    tq_cmd_enqueue(&c, P, Q, ID, "a\0b", 3, 0, 0, 0, 1);
+    const char *w2[] = {
+        TAG "msg", TAG "pending", TAG "delayed", TAG "done:" ID, ID, NULL, "0", TAG "wake", "1"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 4, w2, N(w2));
+    assert_int_equal(c.argvlen[3 + 4 + 1], 3);
+    assert_memory_equal(c.argv[3 + 4 + 1], "a\0b", 3);
+    /* A resend checks the id (same layout). */
+    tq_cmd_enqueue_unfresh(&c);
+    w2[8] = "2";
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 4, w2, N(w2));
+    /* An eta alone still sends both. */
+    tq_cmd_enqueue(&c, P, Q, ID, "m", 1, 0, 1764100000123LL, 0, 1);
+    assert_int_equal(c.argc, 3 + 4 + 7);
+    assert_string_equal(c.argv[3 + 4 + 5], "0");
+    assert_string_equal(c.argv[3 + 4 + 6], "1764100000123");
     tq_cmd_release(&c);
 }
 
@@ -189,7 +213,7 @@ static void test_keys_cmd_enqueue_many(void **state)
     assert_int_equal(c.argvlen[3 + 5 + 4 + 5], 3);
     assert_memory_equal(c.argv[3 + 5 + 4 + 5], "m\0b", 3);
     /* A resend checks every id (same layout). */
-    tq_cmd_enqueue_many_unfresh(&c);
+    tq_cmd_enqueue_unfresh(&c);
     w[7] = "2";
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w, N(w));
     /* Not fresh (ids chosen by a user): the result key too, to clear it;
@@ -201,7 +225,7 @@ static void test_keys_cmd_enqueue_many(void **state)
                         TAG "done:a", "100",         TAG "wake",    "0",
                         "1",          "a",           "ma"};
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
-    tq_cmd_enqueue_many_unfresh(&c); /* a no-op */
+    tq_cmd_enqueue_unfresh(&c); /* a no-op */
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
     /* Fresh and not waited on, no task delayed: no per-task key, two
      * arguments per task. */

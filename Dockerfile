@@ -51,6 +51,8 @@ RUN make -j"$(nproc)" all build/examples/workload \
 
 # ---- runtime: workers and clients -------------------------------------------
 FROM debian:bookworm-slim AS runtime
+# libssl3: libcrypto, which taskq loads when signing keys are given
+# (docs/SECURITY.md).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libhiredis0.14 libevent-2.1-7 libevent-pthreads-2.1-7 libjansson4 libssl3 \

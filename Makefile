@@ -9,8 +9,10 @@ DESTDIR   ?=
 BUILD     ?= build
 CC        ?= cc
 
-PKGS      := hiredis libevent libevent_pthreads jansson libcrypto
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKGS      := hiredis libevent libevent_pthreads jansson
+# libcrypto: its headers only; tq_sign loads the library when a signing key
+# is configured (broker/tq_sign.c says why).
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcrypto 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
@@ -86,7 +88,7 @@ $(PCFILE): FORCE
 	@mkdir -p $(dir $@)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: taskq' 'Description: taskq distributed task queue client library' \
-	  'Version: $(VERSION)' 'Requires.private: hiredis jansson libcrypto' \
+	  'Version: $(VERSION)' 'Requires.private: hiredis jansson' \
 	  'Libs: -L$${libdir} -ltaskq' 'Cflags: -I$${includedir}' > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 

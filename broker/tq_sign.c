@@ -1,13 +1,21 @@
 /* tq_sign: HMAC-SHA256 envelopes with OpenSSL's libcrypto. Verification runs
  * on raw bytes before any JSON parsing, compares with CRYPTO_memcmp, and key
- * material never appears in an error message. Keys are wiped on free. */
+ * material never appears in an error message. Keys are wiped on free.
+ *
+ * libcrypto is loaded (dlopen) when a keyring gets its first key, not
+ * linked: mapping it costs every process ~1.4 MB of resident memory, over a
+ * third of an idle worker's, and most workers and clients sign nothing. The
+ * library name and the functions' types come from the headers this was
+ * built with. */
 #include "tq_sign.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/opensslv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +33,18 @@ typedef struct key {
     size_t len;
 } key;
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define CRYPTO_SONAME "libcrypto.so." STR(OPENSSL_VERSION_MAJOR)
+
 struct tq_keyring {
     key *keys;
     size_t n;
+    /* libcrypto, loaded with the first key (so set whenever n > 0). */
+    void *lib;
+    __typeof__(HMAC) *hmac;
+    __typeof__(EVP_sha256) *sha256;
+    __typeof__(CRYPTO_memcmp) *memcmp_ct;
 };
 
 tq_keyring *tq_keyring_new(void)
@@ -40,9 +57,45 @@ void tq_keyring_free(tq_keyring *kr)
     if (!kr)
         return;
     if (kr->keys)
-        OPENSSL_cleanse(kr->keys, kr->n * sizeof(*kr->keys));
+        explicit_bzero(kr->keys, kr->n * sizeof(*kr->keys));
     free(kr->keys);
+    if (kr->lib)
+        dlclose(kr->lib);
     free(kr);
+}
+
+/* dlsym's object pointer into a function pointer of the same size (POSIX
+ * guarantees the conversion; ISO C has no cast for it). */
+static int sym(void *lib, const char *name, void *fnptr, size_t size)
+{
+    void *p = dlsym(lib, name);
+    if (!p || size != sizeof(p))
+        return -1;
+    memcpy(fnptr, &p, size);
+    return 0;
+}
+
+static int load_crypto(tq_keyring *kr, char *err, size_t errlen)
+{
+    if (kr->lib)
+        return 0;
+    void *lib = dlopen(CRYPTO_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        const char *why = dlerror();
+        snprintf(err, errlen, "message signing needs OpenSSL's %s: %s", CRYPTO_SONAME,
+                 why ? why : "cannot load it");
+        return -1;
+    }
+    if (sym(lib, "HMAC", &kr->hmac, sizeof(kr->hmac)) < 0 ||
+        sym(lib, "EVP_sha256", &kr->sha256, sizeof(kr->sha256)) < 0 ||
+        sym(lib, "CRYPTO_memcmp", &kr->memcmp_ct, sizeof(kr->memcmp_ct)) < 0) {
+        snprintf(err, errlen, "message signing: %s lacks HMAC, EVP_sha256 or CRYPTO_memcmp",
+                 CRYPTO_SONAME);
+        dlclose(lib);
+        return -1;
+    }
+    kr->lib = lib;
+    return 0;
 }
 
 size_t tq_keyring_count(const tq_keyring *kr)
@@ -110,16 +163,20 @@ static int add_entry(tq_keyring *kr, const char *s, size_t n, char sep, char *er
     for (size_t i = 0; i < hl / 2; i++) {
         int a = hexval((unsigned char)hex[2 * i]), b = hexval((unsigned char)hex[2 * i + 1]);
         if (a < 0 || b < 0) {
-            OPENSSL_cleanse(&k, sizeof(k));
+            explicit_bzero(&k, sizeof(k));
             snprintf(err, errlen, "key '%.*s' is not valid hex", (int)kl, s);
             return -1;
         }
         k.bytes[i] = (unsigned char)(a * 16 + b);
     }
     k.len = hl / 2;
+    if (load_crypto(kr, err, errlen) < 0) {
+        explicit_bzero(&k, sizeof(k));
+        return -1;
+    }
     kr->keys = tq_xrealloc(kr->keys, (kr->n + 1) * sizeof(*kr->keys));
     kr->keys[kr->n++] = k;
-    OPENSSL_cleanse(&k, sizeof(k));
+    explicit_bzero(&k, sizeof(k));
     return 0;
 }
 
@@ -183,15 +240,16 @@ int tq_keyring_load_file(tq_keyring *kr, const char *path, char *err, size_t err
     }
     rc = 0;
 out:
-    OPENSSL_cleanse(line, sizeof(line));
+    explicit_bzero(line, sizeof(line));
     fclose(f);
     return rc;
 }
 
-static void mac(const key *k, const char *msg, size_t len, unsigned char out[MAC_LEN])
+static void mac(const tq_keyring *kr, const key *k, const char *msg, size_t len,
+                unsigned char out[MAC_LEN])
 {
     unsigned int olen = MAC_LEN;
-    if (!HMAC(EVP_sha256(), k->bytes, (int)k->len, (const unsigned char *)msg, len, out, &olen))
+    if (!kr->hmac(kr->sha256(), k->bytes, (int)k->len, (const unsigned char *)msg, len, out, &olen))
         abort(); /* only on out-of-memory inside libcrypto */
 }
 
@@ -205,7 +263,7 @@ char *tq_sign_wrap(const tq_keyring *kr, const char *kid, const char *msg, size_
     if (!k)
         return NULL;
     unsigned char m[MAC_LEN];
-    mac(k, msg, len, m);
+    mac(kr, k, msg, len, m);
     size_t head = strlen(TQ_SIGN_MAGIC) + strlen(k->kid) + 1 + 2 * MAC_LEN + 1;
     char *out = tq_xmalloc(head + len + 1);
     size_t o = (size_t)snprintf(out, head + 1, "%s%s ", TQ_SIGN_MAGIC, k->kid);
@@ -262,8 +320,8 @@ int tq_sign_unwrap(const tq_keyring *kr, const char *buf, size_t len, const char
             snprintf(err, errlen, "signed with unknown key id '%.*s'", (int)kl, kid);
             return TQ_SIGN_UNKNOWN_KID;
         }
-        mac(k, body, (size_t)(end - body), want);
-        if (CRYPTO_memcmp(want, got, MAC_LEN) != 0) {
+        mac(kr, k, body, (size_t)(end - body), want);
+        if (kr->memcmp_ct(want, got, MAC_LEN) != 0) {
             snprintf(err, errlen, "bad signature (key id '%.*s')", (int)kl, kid);
             return TQ_SIGN_BAD;
         }

@@ -131,6 +131,21 @@ static taskq_result *run_task(taskq_client *c, taskq_task *t, const char *queue)
     return r;
 }
 
+/* Does process pid map OpenSSL's libcrypto? tq_sign loads it with the first
+ * signing key only. */
+static int maps_libcrypto(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, "/libcrypto.so") != NULL;
+    fclose(f);
+    return found;
+}
+
 static void test_security_typed_call_refused_at_submit(void **state)
 {
     (void)state;
@@ -182,12 +197,20 @@ static void test_security_signed_messages(void **state)
 {
     (void)state;
     const char *env[] = {"TASKQ_SIGNING_KEYS=k1:" K1 ",k0:" K2, NULL};
-    tf_worker w;
+    tf_worker w, plainw;
     start_worker(&w, S->url, "signed", env, NULL);
+    /* libcrypto is mapped where keys are configured, and only there (an
+     * idle worker without it is ~1.4 MB smaller). */
+    start_worker(&plainw, S->url, "unsigned", NULL, NULL);
+    assert_true(maps_libcrypto(w.pid));
+    assert_false(maps_libcrypto(plainw.pid));
+    assert_false(maps_libcrypto(getpid())); /* clients without a key yet */
+    stop_worker(&plainw);
     taskq_client *good = client(S->url), *plain = client(S->url), *forged = client(S->url);
     assert_int_equal(taskq_client_set_signing_key(good, "k1", K1), 0);
     /* Right key id, wrong key: what an attacker who can write to Redis has. */
     assert_int_equal(taskq_client_set_signing_key(forged, "k1", K2), 0);
+    assert_true(maps_libcrypto(getpid()));
 
     taskq_task *t = task2("add", "signed", "2", "3");
     taskq_result *r = run_task(good, t, "signed");

@@ -7,6 +7,9 @@
 -- shadowed by it and expires on its own, before the done list does.
 local lease = ARGV[1] -- "<token> <worker-id>", the fetch's entry in leases
 local token = tonumber(string.match(lease, '^%d+'))
+-- The token as ZMSCORE writes it, to compare strings (Lua interns them: one
+-- pointer compare) before numbers.
+local tokstr = token and string.format('%d', token)
 -- Each done list expires at now + ttl, written as PEXPIREAT: Redis 7.0
 -- rewrites every PEXPIRE into a PEXPIREAT for propagation, new objects per
 -- call, and this runs once per task (~0.4 us of the ack's time each).
@@ -14,17 +17,21 @@ local t = redis.call('TIME')
 local expire_at = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) +
   tonumber(ARGV[2]))
 local n = tonumber(ARGV[3])
-local out, settled, at = {}, {}, {}
+-- (Counters, not #t: Lua 5.1 finds a table's length by a binary search.)
+local out, settled, at, ns = {}, {}, {}, 0
 -- One ZMSCORE per chunk reads the tokens (fences) of the whole batch; the
 -- ids held under ours are settled.
 for i = 1, n, 500 do
+  local j = math.min(i + 499, n)
   local ids = {}
-  for k = i, math.min(i + 499, n) do ids[#ids + 1] = ARGV[2 + k * 2] end
+  for k = i, j do ids[k - i + 1] = ARGV[2 + k * 2] end
   local sc = redis.call('ZMSCORE', KEYS[2], unpack(ids))
-  for k = 1, #ids do
-    if token and tonumber(sc[k]) == token then
-      settled[#settled + 1] = ids[k]
-      at[#at + 1] = i + k - 1
+  for k = 1, j - i + 1 do
+    local s = sc[k]
+    if token and s and (s == tokstr or tonumber(s) == token) then
+      ns = ns + 1
+      settled[ns] = ids[k]
+      at[ns] = i + k - 1
     end
     out[i + k - 1] = 0
   end
@@ -35,25 +42,28 @@ end
 -- absent: checked once, not per id.
 local removed = 0
 local any_lost = redis.call('EXISTS', KEYS[4]) == 1
-for i = 1, #settled, 500 do
-  local chunk = {unpack(settled, i, math.min(i + 499, #settled))}
-  removed = removed + redis.call('ZREM', KEYS[2], unpack(chunk))
-  redis.call('HDEL', KEYS[1], unpack(chunk))
-  if any_lost then redis.call('HDEL', KEYS[4], unpack(chunk)) end
+for i = 1, ns, 500 do
+  local j = math.min(i + 499, ns)
+  removed = removed + redis.call('ZREM', KEYS[2], unpack(settled, i, j))
+  redis.call('HDEL', KEYS[1], unpack(settled, i, j))
+  if any_lost then redis.call('HDEL', KEYS[4], unpack(settled, i, j)) end
 end
-if removed < #settled then
-  local seen, keep = {}, {}
-  for k, id in ipairs(settled) do
+if removed < ns then
+  local seen, keep, nk = {}, {}, 0
+  for k = 1, ns do
+    local id = settled[k]
     if not seen[id] then
       seen[id] = true
-      keep[#keep + 1] = at[k]
+      nk = nk + 1
+      keep[nk] = at[k]
     end
   end
-  at = keep
+  at, ns = keep, nk
 end
 -- Then the final records. enqueue cleared any old done list: this element
 -- is its only one.
-for _, i in ipairs(at) do
+for k = 1, ns do
+  local i = at[k]
   local dk = KEYS[4 + i]
   redis.call('RPUSH', dk, ARGV[3 + i * 2])
   redis.call('PEXPIREAT', dk, expire_at)
@@ -61,7 +71,7 @@ for _, i in ipairs(at) do
 end
 -- The fetch's last task settled: its lease goes (a lease lives exactly as
 -- long as some task is held under its token).
-if #settled > 0 and redis.call('ZCOUNT', KEYS[2], token, token) == 0 then
+if ns > 0 and redis.call('ZCOUNT', KEYS[2], token, token) == 0 then
   redis.call('ZREM', KEYS[3], lease)
 end
 return out

@@ -59,14 +59,17 @@ local function lease(cand, cmsg, zargs)
     end
     take, cmsg = keep, kmsg
   end
-  if #take == 0 then return 0 end
+  local nt = #take
+  if nt == 0 then return 0 end
   local lost = any_lost and redis.call('HMGET', KEYS[7], unpack(take)) or {}
-  for k, id in ipairs(take) do
-    out[#out + 1] = id
-    out[#out + 1] = cmsg[k]
-    out[#out + 1] = tonumber(lost[k] or 0)
+  local o = #out
+  for k = 1, nt do
+    out[o + 1] = take[k]
+    out[o + 2] = cmsg[k]
+    out[o + 3] = tonumber(lost[k] or 0)
+    o = o + 3
   end
-  return #take
+  return nt
 end
 -- Skipped ids (revoked: no message; already held: a second copy of an id that
 -- was revoked or buried and then queued again; not an id at all) do not count
@@ -78,9 +81,10 @@ while got < max and rounds > 0 do
   local want = max - got
   local ids = redis.call('RPOP', KEYS[1], want)
   if not ids then break end
-  local valid = {}
+  -- (Counters, not #t: Lua 5.1 finds a table's length by a binary search.)
+  local valid, nv = {}, 0
   for _, id in ipairs(ids) do
-    if not string.match(id, '^[0-9A-Za-z_-]+$') or #id > 64 then
+    if #id > 64 or not string.match(id, '^[0-9A-Za-z_-]+$') then
       -- Not a task id (written by something that is not a taskq client): no
       -- key can be built from it safely, so it goes to the dead-letter set
       -- here, under a printable name, with its bytes in hex.
@@ -94,23 +98,26 @@ while got < max and rounds > 0 do
         reason = 'malformed message: invalid task id in the queue (hex: ' .. hex .. ')',
         message_bytes = m and #m or 0}))
     else
-      valid[#valid + 1] = id
+      nv = nv + 1
+      valid[nv] = id
     end
   end
   -- Commands that take many ids at once get them in chunks (see above).
-  for i = 1, #valid, 500 do
-    local chunk = {unpack(valid, i, math.min(i + 499, #valid))}
-    local ms = redis.call('HMGET', KEYS[2], unpack(chunk))
-    local cand, cmsg, zargs = {}, {}, {}
-    for k, id in ipairs(chunk) do
-      if ms[k] then
-        cand[#cand + 1] = id
-        cmsg[#cmsg + 1] = ms[k]
-        zargs[#zargs + 1] = tokstr
-        zargs[#zargs + 1] = id
+  for i = 1, nv, 500 do
+    local j = math.min(i + 499, nv)
+    local ms = redis.call('HMGET', KEYS[2], unpack(valid, i, j))
+    local cand, cmsg, zargs, nc = {}, {}, {}, 0
+    for k = i, j do
+      local m = ms[k - i + 1]
+      if m then
+        nc = nc + 1
+        cand[nc] = valid[k]
+        cmsg[nc] = m
+        zargs[2 * nc - 1] = tokstr
+        zargs[2 * nc] = valid[k]
       end
     end
-    if #cand > 0 then got = got + lease(cand, cmsg, zargs) end
+    if nc > 0 then got = got + lease(cand, cmsg, zargs) end
   end
   if #ids < want then break end -- the list ran out
 end

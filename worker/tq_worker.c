@@ -941,13 +941,17 @@ static void fetch_reply(tq_worker *w, redisReply *r)
             tq_aconn_drop(w->cmd, "scripts missing");
         return;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || (r->elements - 3) % 3 != 0) {
+    /* token, next due, now, fields per task (3: with the lost count), then
+     * the tasks (docs/PROTOCOL.md#fetch). */
+    size_t per =
+        r->type == REDIS_REPLY_ARRAY && r->elements >= 4 ? (size_t)r->element[3]->integer : 0;
+    if ((per != 2 && per != 3) || (r->elements - 4) % per != 0) {
         tq_log_error(w->cfg.log, "fetch from queue '%s': unexpected reply", qs->name);
         return;
     }
     long long token = r->element[0]->integer;
     arm_due_timer(qs, r->element[1]->integer, r->element[2]->integer);
-    int got = (int)(r->elements - 3) / 3;
+    int got = (int)((r->elements - 4) / per);
     qs->due_now = 0;
     if (w->cfg.prefetch_auto && got == w->fetch_max && got > 0 && w->avg_runtime_ms < FAST_TASK_MS)
         w->window = w->window * 2 > PREFETCH_MAX ? PREFETCH_MAX : w->window * 2;
@@ -957,8 +961,7 @@ static void fetch_reply(tq_worker *w, redisReply *r)
     if (got < w->fetch_max && qs->gen == w->fetch_gen)
         qs->empty = 1;
     for (int i = 0; i < got; i++) {
-        redisReply *id = r->element[3 + i * 3], *m = r->element[4 + i * 3],
-                   *lost = r->element[5 + i * 3];
+        redisReply *id = r->element[4 + i * per], *m = r->element[5 + i * per];
         job *j = tq_xcalloc(1, sizeof(*j));
         j->prev = j->next = j;
         j->w = w;
@@ -968,7 +971,7 @@ static void fetch_reply(tq_worker *w, redisReply *r)
                  id->str ? id->str : "");
         j->raw = tq_xstrndup(m->str ? m->str : "", m->len);
         j->rawlen = m->len;
-        j->lost = (long)lost->integer;
+        j->lost = per == 3 ? (long)r->element[6 + i * per]->integer : 0;
         if (w->stopping) {
             /* The fetch crossed a shutdown signal: these tasks have not
              * started, so they go straight back to the head of their queue

@@ -2,7 +2,8 @@
 -- to one worker. docs/PROTOCOL.md#fetch
 -- KEYS: pending, msg, held, leases, fence, delayed, lost, dead, deadmsg
 -- ARGV: worker_id, max_tasks, lease_ms, promote_max
--- Returns: token, next_due_ms (-1: none), now_ms, then id, message, lost per task
+-- Returns: token, next_due_ms (-1: none), now_ms, fields per task (2 or 3),
+-- then id, message and, when fields is 3, lost per task
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- The earliest delayed task first: when nothing is due (the usual case) that
@@ -23,7 +24,7 @@ end
 local next_due = -1
 if first[2] ~= nil then next_due = tonumber(first[2]) end
 local max = tonumber(ARGV[2])
-local out = {0, next_due, now}
+local out = {0, next_due, now, 2}
 if max <= 0 then return out end
 local token = redis.call('INCR', KEYS[5])
 out[1] = token
@@ -36,6 +37,8 @@ local got = 0
 -- The lost counts are nearly always absent: one EXISTS per call instead of
 -- an HMGET whose every argument Redis must convert.
 local any_lost = redis.call('EXISTS', KEYS[7]) == 1
+-- Nor are they sent then: a zero per task costs the reply an element.
+if any_lost then out[4] = 3 end
 -- Lease the candidates of one chunk (ids with a message, cmsg their
 -- messages) and append them to out. ZADD NX both holds the free ones and, by
 -- its count, says whether every candidate was new: the usual case, and then
@@ -47,7 +50,7 @@ local function lease(cand, cmsg, zargs)
   local take = cand
   if redis.call('ZADD', KEYS[3], 'NX', unpack(zargs)) < #cand then
     local mine = {}
-    for i = 4, #out, 3 do mine[out[i]] = true end
+    for i = 5, #out, out[4] do mine[out[i]] = true end
     local sc = redis.call('ZMSCORE', KEYS[3], unpack(cand))
     local keep, kmsg = {}, {}
     for k, id in ipairs(cand) do
@@ -63,11 +66,19 @@ local function lease(cand, cmsg, zargs)
   if nt == 0 then return 0 end
   local lost = any_lost and redis.call('HMGET', KEYS[7], unpack(take)) or {}
   local o = #out
-  for k = 1, nt do
-    out[o + 1] = take[k]
-    out[o + 2] = cmsg[k]
-    out[o + 3] = tonumber(lost[k] or 0)
-    o = o + 3
+  if any_lost then
+    for k = 1, nt do
+      out[o + 1] = take[k]
+      out[o + 2] = cmsg[k]
+      out[o + 3] = tonumber(lost[k] or 0)
+      o = o + 3
+    end
+  else
+    for k = 1, nt do
+      out[o + 1] = take[k]
+      out[o + 2] = cmsg[k]
+      o = o + 2
+    end
   end
   return nt
 end

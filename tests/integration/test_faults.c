@@ -464,12 +464,56 @@ static void test_faults_stopped_worker_is_fenced(void **state)
     taskq_result_free(r);
 }
 
+/* ---- SIGKILL while running: the lost count ------------------------------- */
+
+/* A task whose worker is lost comes back with the count of such losses
+ * (fetch sends it only while the lost hash exists): with --max-lost 1 the
+ * next worker dead-letters it as a poison pill instead of running it, and
+ * with the default it runs it and says so in the record. */
+static void test_faults_lost_worker_counted(void **state)
+{
+    fx *f = *state;
+    const char *const short_lease[] = {"--concurrency", "1",   "--lease", "1",
+                                       "--heartbeat",   "0.2", NULL};
+    const char *const strict[] = {"--concurrency", "1",          "--lease", "1", "--heartbeat",
+                                  "0.2",           "--max-lost", "1",       NULL};
+    for (int round = 0; round < 2; round++) {
+        tf_worker a, b;
+        char id[TASKQ_ID_SIZE];
+        tf_worker_start(&a, f->srv->url, short_lease, NULL, 1);
+        tf_submit_json(f->c, "{\"task\":\"sleep\",\"args\":[0.5]}", id);
+        assert_true(tf_wait_running(f->rc, "taskq:", a.id, 1, 5000));
+        assert_int_equal(th_signal(a.pid, SIGKILL), 0);
+        assert_int_equal(th_wait_exit(a.pid, 10000, NULL), 0);
+        tf_worker_start(&b, f->srv->url, round == 0 ? strict : short_lease, NULL, 1);
+        taskq_result *r = tf_wait_final(f->c, Q, id, 15, NULL);
+        json_t *rec = tf_record(r);
+        if (round == 0) {
+            assert_int_equal(taskq_result_state(r), TASKQ_FAILURE);
+            assert_string_equal(taskq_result_error_type(r), "PoisonPill");
+            assert_non_null(strstr(taskq_result_error_message(r), "was lost 1 times"));
+        } else {
+            assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
+            assert_int_equal(json_integer_value(json_object_get(rec, "recovered")), 1);
+        }
+        printf("# faults: worker SIGKILLed while running a task; the next one (%s): %s %s\n",
+               round == 0 ? "--max-lost 1" : "default --max-lost 5",
+               taskq_state_name(taskq_result_state(r)),
+               round == 0 ? taskq_result_error_message(r) : "recovered: 1");
+        json_decref(rec);
+        taskq_result_free(r);
+        int st = tf_worker_stop(&b, 10000);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_faults_kill_storm_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faults_kill_storm_prefetch_auto_loses_nothing, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_faults_lost_worker_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faults_crash_dead_letters_poison_pill, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_faults_time_limits_hard_kills_soft_warns, setup,

@@ -223,24 +223,30 @@ static void fetch(fetched *f, const char *wid, int max, long long lease_ms)
     snprintf(f->wid, sizeof(f->wid), "%s", wid);
     if (r->type != REDIS_REPLY_ARRAY)
         fail_msg("fetch: reply type %d (%s)", r->type, r->type == REDIS_REPLY_ERROR ? r->str : "");
-    assert_true(r->elements >= 3);
-    assert_int_equal((r->elements - 3) % 3, 0);
-    for (size_t i = 0; i < 3; i++)
+    assert_true(r->elements >= 4);
+    for (size_t i = 0; i < 4; i++)
         assert_int_equal(r->element[i]->type, REDIS_REPLY_INTEGER);
     f->token = r->element[0]->integer;
     f->next_due = r->element[1]->integer;
     f->now = r->element[2]->integer;
-    f->n = (int)(r->elements - 3) / 3;
+    /* Fields per task: 3 (with the lost count) exactly when the lost hash
+     * exists. */
+    size_t per = (size_t)r->element[3]->integer;
+    assert_int_equal(per, cmd_int("EXISTS %s", qk("lost")) ? 3 : 2);
+    assert_int_equal((r->elements - 4) % per, 0);
+    f->n = (int)((r->elements - 4) / per);
     assert_true(f->n <= 16);
     for (int i = 0; i < f->n; i++) {
-        redisReply *id = r->element[3 + 3 * i], *m = r->element[4 + 3 * i],
-                   *l = r->element[5 + 3 * i];
+        redisReply *id = r->element[4 + per * i], *m = r->element[5 + per * i];
         assert_int_equal(id->type, REDIS_REPLY_STRING);
         assert_int_equal(m->type, REDIS_REPLY_STRING);
-        assert_int_equal(l->type, REDIS_REPLY_INTEGER);
         f->id[i] = tq_xstrndup(id->str, id->len);
         f->msg[i] = tq_xstrndup(m->str, m->len);
-        f->lost[i] = l->integer;
+        if (per == 3) {
+            redisReply *l = r->element[6 + per * i];
+            assert_int_equal(l->type, REDIS_REPLY_INTEGER);
+            f->lost[i] = l->integer;
+        }
     }
     freeReplyObject(r);
     tq_cmd_release(&c);

@@ -303,14 +303,17 @@ static void op_reply_cb(tq_aconn *c, redisReply *r, void *privdata)
         return;
     }
     if (o->kind == OP_ACK && r->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < r->elements && (int)i < o->n; i++) {
-            if (r->element[i]->integer == 0) {
-                w->fenced++;
-                tq_log_warn(w->cfg.log,
-                            "task %s: result not stored, this worker no longer holds the task "
-                            "(lease lost; its new owner decides)",
-                            o->ids[i]);
-            }
+        /* The count settled, then the positions of the tasks that were not
+         * (docs/PROTOCOL.md#ack). */
+        for (size_t i = 1; i < r->elements; i++) {
+            long long at = r->element[i]->integer;
+            if (at < 1 || at > o->n)
+                continue;
+            w->fenced++;
+            tq_log_warn(w->cfg.log,
+                        "task %s: result not stored, this worker no longer holds the task "
+                        "(lease lost; its new owner decides)",
+                        o->ids[at - 1]);
         }
     } else if (o->kind == OP_REQUEUE && r->type == REDIS_REPLY_INTEGER) {
         if (r->integer < o->n)

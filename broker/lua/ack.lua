@@ -2,6 +2,8 @@
 -- docs/PROTOCOL.md#ack
 -- KEYS: msg, held, leases, lost, then done:<id> per task
 -- ARGV: lease, result_ttl_ms, n, then id, record per task
+-- Returns: the number of tasks settled, then the positions (1-based, in
+-- order) of those that were not: usually none, so nothing per task.
 -- The final record goes into the done list itself (one key per task, which
 -- waiters block on); a RETRY or progress record left in result:<id> is
 -- shadowed by it and expires on its own, before the done list does.
@@ -18,7 +20,7 @@ local expire_at = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1
   tonumber(ARGV[2]))
 local n = tonumber(ARGV[3])
 -- (Counters, not #t: Lua 5.1 finds a table's length by a binary search.)
-local out, settled, at, ns = {}, {}, {}, 0
+local settled, at, ns, unsettled, nu = {}, {}, 0, {}, 0
 -- One ZMSCORE per chunk reads the tokens (fences) of the whole batch; the
 -- ids held under ours are settled.
 for i = 1, n, 500 do
@@ -32,8 +34,10 @@ for i = 1, n, 500 do
       ns = ns + 1
       settled[ns] = ids[k]
       at[ns] = i + k - 1
+    else
+      nu = nu + 1
+      unsettled[nu] = i + k - 1
     end
-    out[i + k - 1] = 0
   end
 end
 -- Their bookkeeping first, in a few multi-key commands: ZREM's count also
@@ -56,9 +60,13 @@ if removed < ns then
       seen[id] = true
       nk = nk + 1
       keep[nk] = at[k]
+    else
+      nu = nu + 1
+      unsettled[nu] = at[k]
     end
   end
   at, ns = keep, nk
+  table.sort(unsettled)
 end
 -- Then the final records. enqueue cleared any old done list: this element
 -- is its only one.
@@ -67,11 +75,12 @@ for k = 1, ns do
   local dk = KEYS[4 + i]
   redis.call('RPUSH', dk, ARGV[3 + i * 2])
   redis.call('PEXPIREAT', dk, expire_at)
-  out[i] = 1
 end
 -- The fetch's last task settled: its lease goes (a lease lives exactly as
 -- long as some task is held under its token).
 if ns > 0 and redis.call('ZCOUNT', KEYS[2], token, token) == 0 then
   redis.call('ZREM', KEYS[3], lease)
 end
+local out = {ns}
+for k = 1, nu do out[k + 1] = unsettled[k] end
 return out

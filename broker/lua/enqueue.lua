@@ -7,6 +7,7 @@
 -- this runs once per submitted task. fresh has enqueue_many's meaning.
 -- Returns enqueue_many's code for the task: 1 queued, 2 delayed, -1
 -- duplicate id, -2 queue full.
+-- @include due
 local id = ARGV[1]
 local cap = tonumber(ARGV[3])
 if cap > 0 and redis.call('HLEN', KEYS[1]) >= cap then
@@ -30,10 +31,8 @@ local delay = tonumber(ARGV[6] or 0)
 local eta = tonumber(ARGV[7] or 0)
 if delay > 0 or eta > 0 then
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local due = now + delay
-  if eta > due then due = eta end
-  if due > now then
+  local due = due_at(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), delay, eta)
+  if due > 0 then
     local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
     redis.call('ZADD', KEYS[3], due, id)
     if first[2] == nil or tonumber(first[2]) > due then

@@ -12,6 +12,7 @@
 -- fresh = 2: the same ids resent after a broken link: checked for duplicates
 -- (the first try may have got through).
 -- Returns one integer per task: 1 queued, 2 delayed, -1 duplicate id, -2 queue full
+-- @include due
 local cap = tonumber(ARGV[1])
 local fresh = ARGV[3] == '1'
 local cleanup = ARGV[3] == '0'
@@ -66,9 +67,7 @@ for i = 1, n do
         local t = redis.call('TIME')
         now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
       end
-      due = now + delay
-      if eta > due then due = eta end
-      if due <= now then due = 0 end
+      due = due_at(now, delay, eta)
     end
     if due > 0 then
       delayed[#delayed + 1] = due

@@ -344,25 +344,39 @@ static int wait_count(redisContext *r, const char *cmdname, const char *key, lon
     return -1;
 }
 
-/* How many of ids[0..n) have reached SUCCESS (their done list holds the
- * final record, docs/PROTOCOL.md). */
+/* How many of ids[0..n) have reached SUCCESS (a final record in one of the
+ * queue's results generations, docs/PROTOCOL.md#results). */
 static size_t count_success(redisContext *r, char (*ids)[ID_LEN], size_t n)
 {
     size_t ok = 0;
     const size_t chunk = 10000;
-    for (size_t base = 0; base < n; base += chunk) {
-        size_t k = n - base < chunk ? n - base : chunk;
-        for (size_t i = 0; i < k; i++)
-            redisAppendCommand(r, "LINDEX %s{%s}:done:%s 0", opt.prefix, opt.queue, ids[base + i]);
-        for (size_t i = 0; i < k; i++) {
-            redisReply *rep = NULL;
-            if (redisGetReply(r, (void **)&rep) != REDIS_OK)
-                die("redis: %s", r->errstr);
-            if (rep->type == REDIS_REPLY_STRING && strstr(rep->str, "\"state\":\"SUCCESS\""))
-                ok++;
-            freeReplyObject(rep);
+    redisReply *gens = redisCommand(r, "ZRANGE %s{%s}:results 0 -1", opt.prefix, opt.queue);
+    if (!gens || gens->type != REDIS_REPLY_ARRAY)
+        die("redis: cannot read the results index");
+    unsigned char *seen = calloc(n, 1);
+    if (!seen)
+        die("out of memory");
+    for (size_t g = 0; g < gens->elements; g++) {
+        for (size_t base = 0; base < n; base += chunk) {
+            size_t k = n - base < chunk ? n - base : chunk;
+            for (size_t i = 0; i < k; i++)
+                redisAppendCommand(r, "HGET %s{%s}:results:%s %s", opt.prefix, opt.queue,
+                                   gens->element[g]->str, ids[base + i]);
+            for (size_t i = 0; i < k; i++) {
+                redisReply *rep = NULL;
+                if (redisGetReply(r, (void **)&rep) != REDIS_OK)
+                    die("redis: %s", r->errstr);
+                if (rep->type == REDIS_REPLY_STRING && !seen[base + i] &&
+                    strstr(rep->str, "\"state\":\"SUCCESS\"")) {
+                    seen[base + i] = 1;
+                    ok++;
+                }
+                freeReplyObject(rep);
+            }
         }
     }
+    free(seen);
+    freeReplyObject(gens);
     return ok;
 }
 

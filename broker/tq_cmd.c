@@ -125,20 +125,29 @@ static void add_wake(tq_cmd *c, const char *prefix, const char *queue)
 
 void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                     const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms, long long cap,
-                    int fresh)
+                    int fresh, int64_t wait_ms)
 {
-    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE, fresh ? 4 : 5);
+    /* The last three keys only when used: a user's id (old records go) or a
+     * waiter pipelined behind (registered here). Each costs Redis a Lua
+     * string, and this runs once per submitted task. */
+    int more = !fresh || wait_ms > 0;
+    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE, more ? 7 : 4);
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "pending");
     add_qkey(c, prefix, queue, "delayed");
     add_tkey(c, prefix, queue, "done", id);
-    if (!fresh)
+    if (more) {
+        add_qkey(c, prefix, queue, "results");
+        add_qkey(c, prefix, queue, "waiting");
         add_tkey(c, prefix, queue, "result", id);
+    }
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, msg, msglen);
     tq_cmd_add_int(c, cap);
     add_wake(c, prefix, queue);
     tq_cmd_add_int(c, fresh);
+    if (wait_ms > 0 || delay_ms != 0 || eta_ms != 0)
+        tq_cmd_add_int(c, wait_ms > 0 ? wait_ms : 0);
     if (delay_ms != 0 || eta_ms != 0) {
         tq_cmd_add_int(c, delay_ms);
         tq_cmd_add_int(c, eta_ms);
@@ -147,18 +156,20 @@ void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char
 
 static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int keys_per_task);
 
-/* Like ack: keys and arguments are collected per task (the keys, then id,
- * message, delay, eta) and regrouped at the end. The keys per task are
- * result and done (ids chosen by the user: old records are deleted), done
- * (fresh ids, waited on) or none (fresh ids): docs/PROTOCOL.md#enqueue_many. */
+/* Keys and arguments are collected per task (the keys, then id, message,
+ * delay, eta) and regrouped at the end. Ids chosen by the user (not fresh)
+ * have their old records deleted: the results index, then result and done
+ * per task; fresh ids need none of it: docs/PROTOCOL.md#enqueue_many. */
 void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap,
-                               int fresh, int waited)
+                               int fresh)
 {
-    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE_MANY, 3);
-    c->batch_keys = !fresh ? 2 : waited ? 1 : 0;
+    tq_cmd_script(c, TQ_SCRIPT_ENQUEUE_MANY, fresh ? 3 : 4);
+    c->batch_keys = !fresh ? 2 : 0;
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "pending");
     add_qkey(c, prefix, queue, "delayed");
+    if (!fresh)
+        add_qkey(c, prefix, queue, "results");
     tq_cmd_add_int(c, cap);
     add_wake(c, prefix, queue);
     tq_cmd_add_int(c, fresh != 0);
@@ -168,10 +179,10 @@ void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue,
 void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                              const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms)
 {
-    if (c->batch_keys == 2)
+    if (c->batch_keys == 2) {
         add_tkey(c, prefix, queue, "result", id);
-    if (c->batch_keys >= 1)
         add_tkey(c, prefix, queue, "done", id);
+    }
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, msg, msglen);
     tq_cmd_add_int(c, delay_ms);
@@ -202,10 +213,10 @@ static int many_untime(tq_cmd *c, int head, int per)
 
 void tq_cmd_enqueue_many_end(tq_cmd *c)
 {
-    const int kpt = c->batch_keys;
-    /* EVALSHA sha numkeys, msg, pending, delayed, cap, wake, fresh, n */
-    int untimed = many_untime(c, 3 + 3 + 4, kpt + 4);
-    regroup(c, 3, 4, kpt + (untimed ? 2 : 4), kpt);
+    const int kpt = c->batch_keys, fixed = kpt ? 4 : 3;
+    /* EVALSHA sha numkeys, msg, pending, delayed[, results], cap, wake, fresh, n */
+    int untimed = many_untime(c, 3 + fixed + 4, kpt + 4);
+    regroup(c, fixed, 4, kpt + (untimed ? 2 : 4), kpt);
 }
 
 void tq_cmd_enqueue_unfresh(tq_cmd *c)
@@ -281,17 +292,18 @@ static void regroup(tq_cmd *c, int fixed_keys, int fixed_args, int per_task, int
     c->argvlen[npos] = (size_t)len;
 }
 
-/* The ack command is built in two passes: KEYS first (fixed four, then one
- * per task), ARGV after. Tasks are collected as trailing arguments and moved
- * into place by tq_cmd_ack_end. */
+/* The ack command: fixed keys and arguments, then an id and a record per
+ * task; tq_cmd_ack_end sets the task count. */
 void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long long token,
                       const char *wid, int64_t result_ttl_ms)
 {
-    tq_cmd_script(c, TQ_SCRIPT_ACK, 4);
+    tq_cmd_script(c, TQ_SCRIPT_ACK, 6);
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "held");
     add_qkey(c, prefix, queue, "leases");
     add_qkey(c, prefix, queue, "lost");
+    add_qkey(c, prefix, queue, "results");
+    add_qkey(c, prefix, queue, "waiting");
     add_lease(c, token, wid);
     tq_cmd_add_int(c, result_ttl_ms);
     tq_cmd_add_int(c, 0); /* n, fixed in tq_cmd_ack_end */
@@ -300,18 +312,17 @@ void tq_cmd_ack_begin(tq_cmd *c, const char *prefix, const char *queue, long lon
 void tq_cmd_ack_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                     const char *state, const char *record, size_t recordlen)
 {
-    /* Three arguments per task, in order: done key, id, record (the state
-     * is in the record: the done list holds the record itself).
-     * tq_cmd_ack_end regroups them. */
+    /* Two arguments per task: id, record (the state is in the record). */
+    (void)prefix;
+    (void)queue;
     (void)state;
-    add_tkey(c, prefix, queue, "done", id);
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, record, recordlen);
 }
 
 void tq_cmd_ack_end(tq_cmd *c)
 {
-    regroup(c, 4, 3, 3, 1);
+    regroup(c, 6, 3, 2, 0);
 }
 
 void tq_cmd_retry(tq_cmd *c, const char *prefix, const char *queue, const char *id, long long token,
@@ -352,7 +363,7 @@ void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *i
                  const char *wid, const char *reason, const char *record, int64_t result_ttl_ms,
                  long long dead_max, int64_t dead_max_age_ms, const char *dead_entry)
 {
-    tq_cmd_script(c, TQ_SCRIPT_BURY, 8);
+    tq_cmd_script(c, TQ_SCRIPT_BURY, 9);
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "held");
     add_qkey(c, prefix, queue, "leases");
@@ -360,7 +371,8 @@ void tq_cmd_bury(tq_cmd *c, const char *prefix, const char *queue, const char *i
     add_qkey(c, prefix, queue, "dead");
     add_qkey(c, prefix, queue, "deadmsg");
     add_tkey(c, prefix, queue, "result", id);
-    add_tkey(c, prefix, queue, "done", id);
+    add_qkey(c, prefix, queue, "results");
+    add_qkey(c, prefix, queue, "waiting");
     tq_cmd_add_str(c, id);
     if (token < 0)
         tq_cmd_add(c, "", 0);
@@ -418,13 +430,14 @@ void tq_cmd_recover(tq_cmd *c, const char *prefix, const char *queue, int max)
 void tq_cmd_revoke(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                    const char *record, int64_t result_ttl_ms)
 {
-    tq_cmd_script(c, TQ_SCRIPT_REVOKE, 6);
+    tq_cmd_script(c, TQ_SCRIPT_REVOKE, 7);
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "held");
     add_qkey(c, prefix, queue, "delayed");
     add_tkey(c, prefix, queue, "result", id);
-    add_tkey(c, prefix, queue, "done", id);
     add_qkey(c, prefix, queue, "lost");
+    add_qkey(c, prefix, queue, "results");
+    add_qkey(c, prefix, queue, "waiting");
     tq_cmd_add_str(c, id);
     tq_cmd_add_str(c, record);
     tq_cmd_add_int(c, result_ttl_ms);
@@ -436,20 +449,35 @@ void tq_cmd_state(tq_cmd *c, const char *prefix, const char *queue, const char *
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "held");
     add_tkey(c, prefix, queue, "result", id);
-    add_tkey(c, prefix, queue, "done", id);
+    add_qkey(c, prefix, queue, "results");
     tq_cmd_add_str(c, id);
+}
+
+void tq_cmd_watch(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                  int64_t window_ms)
+{
+    tq_cmd_script(c, TQ_SCRIPT_WATCH, 6);
+    add_qkey(c, prefix, queue, "msg");
+    add_qkey(c, prefix, queue, "held");
+    add_tkey(c, prefix, queue, "result", id);
+    add_tkey(c, prefix, queue, "done", id);
+    add_qkey(c, prefix, queue, "results");
+    add_qkey(c, prefix, queue, "waiting");
+    tq_cmd_add_str(c, id);
+    tq_cmd_add_int(c, window_ms);
 }
 
 void tq_cmd_dead_requeue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                          const char *msg, size_t msglen)
 {
-    tq_cmd_script(c, TQ_SCRIPT_DEAD_REQUEUE, 6);
+    tq_cmd_script(c, TQ_SCRIPT_DEAD_REQUEUE, 7);
     add_qkey(c, prefix, queue, "dead");
     add_qkey(c, prefix, queue, "deadmsg");
     add_qkey(c, prefix, queue, "msg");
     add_qkey(c, prefix, queue, "pending");
     add_tkey(c, prefix, queue, "result", id);
     add_tkey(c, prefix, queue, "done", id);
+    add_qkey(c, prefix, queue, "results");
     tq_cmd_add_str(c, id);
     tq_cmd_add(c, msg, msglen);
     add_wake(c, prefix, queue);

@@ -36,17 +36,16 @@ void tq_cmd_set_numkeys(tq_cmd *c, int numkeys);
 void tq_cmd_wake_channel(char *buf, const char *prefix, const char *queue);
 
 /* Builders. Strings are copied; message bytes may contain anything. */
-/* enqueue: one task (a single submit). fresh: as for enqueue_many. */
+/* enqueue: one task (a single submit). fresh: as for enqueue_many.
+ * wait_ms > 0: a blocking wait of that long on the task's done list is
+ * pipelined behind the call; the task's waiter is registered for it. */
 void tq_cmd_enqueue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                     const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms, long long cap,
-                    int fresh);
+                    int fresh, int64_t wait_ms);
 /* enqueue_many: begin, one add per task (all of one queue), end. fresh: every
- * id of the call was just generated with tq_random_id (docs/PROTOCOL.md).
- * waited: a wait on the tasks' done lists is pipelined behind the call, so
- * a refused task's done list must get REFUSED (a fresh call that nobody
- * waits on passes no per-task keys at all). */
+ * id of the call was just generated with tq_random_id (docs/PROTOCOL.md). */
 void tq_cmd_enqueue_many_begin(tq_cmd *c, const char *prefix, const char *queue, long long cap,
-                               int fresh, int waited);
+                               int fresh);
 void tq_cmd_enqueue_many_add(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                              const char *msg, size_t msglen, int64_t delay_ms, int64_t eta_ms);
 void tq_cmd_enqueue_many_end(tq_cmd *c);
@@ -84,6 +83,11 @@ void tq_cmd_recover(tq_cmd *c, const char *prefix, const char *queue, int max);
 void tq_cmd_revoke(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                    const char *record, int64_t result_ttl_ms);
 void tq_cmd_state(tq_cmd *c, const char *prefix, const char *queue, const char *id);
+/* watch: register a waiter for a task's final record for window_ms (or, if
+ * it has one, put it in its done list), then the task's state, as state
+ * replies: what a blocking wait pipelines before its BLMOVE. */
+void tq_cmd_watch(tq_cmd *c, const char *prefix, const char *queue, const char *id,
+                  int64_t window_ms);
 void tq_cmd_dead_requeue(tq_cmd *c, const char *prefix, const char *queue, const char *id,
                          const char *msg, size_t msglen);
 

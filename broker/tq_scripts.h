@@ -17,6 +17,7 @@ typedef enum {
     TQ_SCRIPT_RETRY,
     TQ_SCRIPT_REVOKE,
     TQ_SCRIPT_STATE,
+    TQ_SCRIPT_WATCH,
     TQ_SCRIPT_COUNT
 } tq_script_id;
 

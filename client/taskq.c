@@ -26,6 +26,9 @@
 #define DEFAULT_QUEUE_CAP 10000000LL
 #define REVOKED_TTL_MS (86400LL * 1000)
 #define SIG_CACHE_MS 5000
+/* A blocking wait blocks in windows of at most this long, re-registering
+ * its interest each time (a registration must expire, docs/PROTOCOL.md). */
+#define WAIT_WINDOW_S 60.0
 #define SIG_CACHE_MAX 256
 
 /* A published signature, cached so a busy submitter costs no extra round
@@ -776,15 +779,16 @@ static int build_message(taskq_client *c, const taskq_task *t, char id[TASKQ_ID_
 }
 
 /* The enqueue command for t under a fresh id (taskq_submit_wait pipelines
- * it). */
-static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char id[TASKQ_ID_SIZE])
+ * it, with a wait of wait_ms registered). */
+static int build_enqueue(taskq_client *c, const taskq_task *t, tq_cmd *cmd, char id[TASKQ_ID_SIZE],
+                         int64_t wait_ms)
 {
     tq_random_id(id);
     int rc = build_message(c, t, id);
     if (rc < 0)
         return rc;
     tq_cmd_enqueue(cmd, c->prefix, t->queue, id, c->msgbuf.buf, c->msgbuf.len, t->countdown_ms,
-                   t->eta_ms, c->queue_cap, 1);
+                   t->eta_ms, c->queue_cap, 1, wait_ms);
     return 0;
 }
 
@@ -892,7 +896,7 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
         if (single) {
             tq_cmd_init(&cmds[0]);
             tq_cmd_enqueue(&cmds[0], c->prefix, t->queue, idv[i], c->msgbuf.buf, c->msgbuf.len,
-                           t->countdown_ms, t->eta_ms, c->queue_cap, fresh);
+                           t->countdown_ms, t->eta_ms, c->queue_cap, fresh, 0);
             start[0] = nok;
             count[0] = 1;
             ncmd = 1;
@@ -907,7 +911,7 @@ int taskq_submit_many(taskq_client *c, taskq_task *const *tasks, size_t n,
                 SEND(&cmds[ncmd - 1]);
             }
             tq_cmd_init(&cmds[ncmd]);
-            tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap, fresh, 0);
+            tq_cmd_enqueue_many_begin(&cmds[ncmd], c->prefix, t->queue, c->queue_cap, fresh);
             cur_fresh = fresh;
             start[ncmd] = nok;
             count[ncmd] = 0;
@@ -1050,7 +1054,13 @@ static int parse_record(taskq_client *c, const char *s, size_t len, json_t **rec
 }
 
 /* Run the state script: fills *out with the record or a derived state. */
-static int fetch_state(taskq_client *c, const char *queue, const char *id, taskq_result **out)
+static int state_reply(taskq_client *c, const char *queue, const char *id, const redisReply *r,
+                       taskq_result **out);
+
+/* The task's state in one round trip: the state script, or with watch_ms >
+ * 0 the watch script (the same reply; it also registers a wait). */
+static int fetch_state(taskq_client *c, const char *queue, const char *id, int64_t watch_ms,
+                       taskq_result **out)
 {
     tq_cmd cmd;
     int rc;
@@ -1058,44 +1068,22 @@ static int fetch_state(taskq_client *c, const char *queue, const char *id, taskq
     if ((rc = check_queue(c, &queue)) < 0 || (rc = check_id(c, id)) < 0)
         return rc;
     tq_cmd_init(&cmd);
-    tq_cmd_state(&cmd, c->prefix, queue, id);
+    if (watch_ms > 0)
+        tq_cmd_watch(&cmd, c->prefix, queue, id, watch_ms);
+    else
+        tq_cmd_state(&cmd, c->prefix, queue, id);
     redisReply *r = run(c, &cmd);
     tq_cmd_release(&cmd);
     if (!r)
         return c->err;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
-        rc = fail(c, TASKQ_EREDIS, "state of %s failed: %s", id,
-                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        goto out;
-    }
-    if (r->element[0]->type == REDIS_REPLY_STRING) {
-        json_t *rec = NULL;
-        taskq_state st = TASKQ_PENDING;
-        if ((rc = parse_record(c, r->element[0]->str, r->element[0]->len, &rec, &st)) < 0)
-            goto out;
-        /* A STARTED record with progress is newer than nothing, but a task
-         * that is queued again (retry) keeps its RETRY record: both fine. */
-        char *raw = tq_xstrndup(r->element[0]->str, r->element[0]->len);
-        *out = result_from_record(rec, st, raw);
-        free(raw);
-    } else if (r->element[1]->integer == 1) {
-        *out = result_derived(queue, id, TASKQ_STARTED);
-    } else if (r->element[2]->integer == 1) {
-        *out = result_derived(queue, id, TASKQ_PENDING);
-    } else {
-        rc = fail(c, TASKQ_ENOTFOUND,
-                  "no task %s on queue '%s' (never submitted, or its result expired)", id, queue);
-        goto out;
-    }
-    rc = 0;
-out:
+    rc = state_reply(c, queue, id, r, out);
     freeReplyObject(r);
     return rc;
 }
 
 int taskq_result_get(taskq_client *c, const char *queue, const char *id, taskq_result **out)
 {
-    int rc = fetch_state(c, queue, id, out);
+    int rc = fetch_state(c, queue, id, 0, out);
     if (rc == 0)
         ok(c);
     return rc;
@@ -1145,50 +1133,77 @@ static int state_reply(taskq_client *c, const char *queue, const char *id, const
     return 0;
 }
 
-/* One round trip: [pre (e.g. the enqueue), BLMOVE on the done list for at
- * most `left` seconds (< 0: no limit), the state script]. The BLMOVE blocks
- * in Redis until the task reaches a final state (its done list gets its one
- * element; rotating the list onto itself leaves it for other waiters).
- * *pre_reply receives pre's reply when pre is given (caller frees). */
+/* The window of a blocking wait with `left` seconds to go (< 0: no limit). */
+static double wait_window(double left)
+{
+    if (left < 0 || left > WAIT_WINDOW_S)
+        return WAIT_WINDOW_S;
+    return left < 0.001 ? 0.001 : left;
+}
+
+/* One round trip: [pre (an enqueue that registers the wait) or the watch
+ * script, BLMOVE on the done list for the window of `left` seconds (< 0: no
+ * limit), the state script]. The BLMOVE blocks in Redis until the task
+ * reaches a final state (an ack pushes the record to the done list of a
+ * registered task; rotating the list onto itself leaves it for other
+ * waiters) or the window ends. *pre_reply receives pre's reply when pre is
+ * given (caller frees). */
 static int block_then_state(taskq_client *c, const char *queue, const char *id, double left,
                             const tq_cmd *pre, redisReply **pre_reply, taskq_result **out)
 {
     char key[TQ_KEY_MAX], tmo[32];
     tq_cmd cmds[3];
     redisReply *replies[3] = {NULL, NULL, NULL};
-    int n = 0, rc;
+    int rc;
+    double win = wait_window(left);
     *out = NULL;
     if ((rc = ensure_conn(c)) < 0)
         return rc;
-    if (pre)
-        cmds[n++] = *pre; /* shallow copy: the caller keeps ownership */
+    if (!pre && !(c->cached & (1u << TQ_SCRIPT_WATCH))) {
+        /* Not known to be cached: a NOSCRIPT in the pipeline would leave
+         * the BLMOVE unregistered, blocking for its whole window. This
+         * round trip registers (and caches the script) on its own. */
+        if ((rc = fetch_state(c, queue, id, (int64_t)(win * 1000.0), out)) < 0 ||
+            taskq_state_is_final((*out)->state))
+            return rc;
+        taskq_result_free(*out);
+        *out = NULL;
+    }
+    if (pre) {
+        cmds[0] = *pre; /* shallow copy: the caller keeps ownership */
+    } else {
+        tq_cmd_init(&cmds[0]);
+        tq_cmd_watch(&cmds[0], c->prefix, queue, id, (int64_t)(win * 1000.0));
+    }
     tq_key_task(key, c->prefix, queue, "done", id);
-    snprintf(tmo, sizeof(tmo), "%.3f", left >= 0 ? (left < 0.001 ? 0.001 : left) : 0.0);
-    tq_cmd *bl = &cmds[n++];
+    snprintf(tmo, sizeof(tmo), "%.3f", win);
+    tq_cmd *bl = &cmds[1];
     tq_cmd_init(bl);
     const char *argv[] = {"BLMOVE", key, key, "RIGHT", "LEFT", tmo};
     for (int i = 0; i < 6; i++)
         tq_cmd_add_str(bl, argv[i]);
-    tq_cmd *st = &cmds[n++];
+    tq_cmd *st = &cmds[2];
     tq_cmd_init(st);
     tq_cmd_state(st, c->prefix, queue, id);
-    redisSetTimeout(c->rc, left >= 0 ? tv_of(left + c->timeout) : tv_of(0));
-    if (tq_sconn_pipeline(c->rc, cmds, (size_t)n, replies) < 0) {
+    redisSetTimeout(c->rc, tv_of(win + c->timeout));
+    if (tq_sconn_pipeline(c->rc, cmds, 3, replies) < 0) {
         conn_lost(c);
         rc = TASKQ_ECONN;
     } else {
         redisSetTimeout(c->rc, tv_of(c->timeout));
-        redisReply *br = replies[n - 2];
+        redisReply *br = replies[1];
         if (br->type == REDIS_REPLY_ERROR)
             rc = fail(c, TASKQ_EREDIS, "waiting for %s failed: %s", id, br->str);
         else
-            rc = state_reply(c, queue, id, replies[n - 1], out);
+            rc = state_reply(c, queue, id, replies[2], out);
     }
     if (pre) {
         *pre_reply = replies[0];
         replies[0] = NULL;
+    } else {
+        tq_cmd_release(&cmds[0]);
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < 3; i++)
         freeReplyObject(replies[i]);
     tq_cmd_release(bl);
     tq_cmd_release(st);
@@ -1206,7 +1221,7 @@ int taskq_result_wait(taskq_client *c, const char *queue, const char *id, double
         queue = DEFAULT_QUEUE;
     /* First a plain read (an unknown id must not block until the time-out),
      * then block and read again in one round trip until final or late. */
-    if ((rc = fetch_state(c, queue, id, &r)) < 0)
+    if ((rc = fetch_state(c, queue, id, 0, &r)) < 0)
         return rc;
     for (;;) {
         if (taskq_state_is_final(r->state)) {
@@ -1248,16 +1263,18 @@ int taskq_submit_wait(taskq_client *c, const taskq_task *t, double timeout, char
             memcpy(id, idbuf, TASKQ_ID_SIZE);
         return taskq_result_wait(c, t->queue, idbuf, timeout, out);
     }
+    int64_t t0 = tq_mono_ms();
+    double win = wait_window(timeout);
     tq_cmd enq;
     tq_cmd_init(&enq);
-    if ((rc = build_enqueue(c, t, &enq, idbuf)) < 0) {
+    if ((rc = build_enqueue(c, t, &enq, idbuf, (int64_t)(win * 1000.0))) < 0) {
         tq_cmd_release(&enq);
         return rc;
     }
     if (id)
         memcpy(id, idbuf, TASKQ_ID_SIZE);
     redisReply *er = NULL;
-    rc = block_then_state(c, t->queue, idbuf, timeout, &enq, &er, out);
+    rc = block_then_state(c, t->queue, idbuf, win, &enq, &er, out);
     const redisReply *v = enqueue_reply_code(&enq, er, 0, 1);
     tq_cmd_release(&enq);
     if (er) {
@@ -1273,9 +1290,17 @@ int taskq_submit_wait(taskq_client *c, const taskq_task *t, double timeout, char
     }
     if (rc < 0)
         return rc;
-    if (!taskq_state_is_final((*out)->state))
+    if (!taskq_state_is_final((*out)->state)) {
+        /* The first window ended: wait on for the rest of the time. */
+        double left = timeout < 0 ? -1 : timeout - (double)(tq_mono_ms() - t0) / 1000.0;
+        if (timeout < 0 || left > 0) {
+            taskq_result_free(*out);
+            *out = NULL;
+            return taskq_result_wait(c, t->queue, idbuf, left, out);
+        }
         return fail(c, TASKQ_ETIMEDOUT, "task %s is still %s after %.3g s", idbuf,
                     taskq_state_name((*out)->state), timeout);
+    }
     ok(c);
     return 0;
 }

@@ -1,23 +1,20 @@
 -- ack: settle a batch of finished tasks, fenced by the batch's lease.
 -- docs/PROTOCOL.md#ack
--- KEYS: msg, held, leases, lost, then done:<id> per task
+-- KEYS: msg, held, leases, lost, results, waiting
 -- ARGV: lease, result_ttl_ms, n, then id, record per task
 -- Returns: the number of tasks settled, then the positions (1-based, in
 -- order) of those that were not: usually none, so nothing per task.
--- The final record goes into the done list itself (one key per task, which
--- waiters block on); a RETRY or progress record left in result:<id> is
--- shadowed by it and expires on its own, before the done list does.
+-- @include results_put
+-- The final records go into the current results generation (no key per
+-- task); a RETRY or progress record left in result:<id> is shadowed by it
+-- and expires on its own, before the generation does.
 local lease = ARGV[1] -- "<token> <worker-id>", the fetch's entry in leases
 local token = tonumber(string.match(lease, '^%d+'))
 -- The token as ZMSCORE writes it, to compare strings (Lua interns them: one
 -- pointer compare) before numbers.
 local tokstr = token and string.format('%d', token)
--- Each done list expires at now + ttl, written as PEXPIREAT: Redis 7.0
--- rewrites every PEXPIRE into a PEXPIREAT for propagation, new objects per
--- call, and this runs once per task (~0.4 us of the ack's time each).
 local t = redis.call('TIME')
-local expire_at = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) +
-  tonumber(ARGV[2]))
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[3])
 -- (Counters, not #t: Lua 5.1 finds a table's length by a binary search.)
 local settled, at, ns, unsettled, nu = {}, {}, 0, {}, 0
@@ -68,13 +65,16 @@ if removed < ns then
   at, ns = keep, nk
   table.sort(unsettled)
 end
--- Then the final records. enqueue cleared any old done list: this element
--- is its only one.
-for k = 1, ns do
-  local i = at[k]
-  local dk = KEYS[4 + i]
-  redis.call('RPUSH', dk, ARGV[3 + i * 2])
-  redis.call('PEXPIREAT', dk, expire_at)
+-- Then the final records, in one HSET per chunk, and their waiters.
+if ns > 0 then
+  local fields = {}
+  for k = 1, ns do
+    local i = at[k]
+    fields[2 * k - 1] = ARGV[2 + i * 2]
+    fields[2 * k] = ARGV[3 + i * 2]
+  end
+  results_put(KEYS[5], now, tonumber(ARGV[2]), fields, 2 * ns)
+  results_notify(KEYS[5], KEYS[6], now, fields, 2 * ns)
 end
 -- The fetch's last task settled: its lease goes (a lease lives exactly as
 -- long as some task is held under its token).

@@ -1,9 +1,10 @@
 -- bury: move a task to the dead-letter set with a reason (fenced unless the
 -- message was never owned). docs/PROTOCOL.md#bury
--- KEYS: msg, held, leases, lost, dead, deadmsg, result:<id>, done:<id>
+-- KEYS: msg, held, leases, lost, dead, deadmsg, result:<id>, results, waiting
 -- ARGV: id, lease ('' if never held), reason, record, result_ttl_ms, dead_max,
 --       dead_max_age_ms, dead_entry_json
 -- @include release
+-- @include results_put
 local id = ARGV[1]
 if ARGV[2] ~= '' and not release(KEYS[2], KEYS[3], ARGV[2], id) then return 0 end
 local t = redis.call('TIME')
@@ -24,8 +25,9 @@ for i = 1, #old, 500 do
   redis.call('ZREM', KEYS[5], unpack(chunk))
   redis.call('HDEL', KEYS[6], unpack(chunk))
 end
--- The final record lives in the done list; an older intermediate record goes.
-redis.call('DEL', KEYS[7], KEYS[8])
-redis.call('RPUSH', KEYS[8], ARGV[4])
-redis.call('PEXPIRE', KEYS[8], ARGV[5])
+-- The final record goes to the results; an older intermediate record goes.
+redis.call('DEL', KEYS[7])
+local fields = {id, ARGV[4]}
+results_put(KEYS[8], now, tonumber(ARGV[5]), fields, 2)
+results_notify(KEYS[8], KEYS[9], now, fields, 2)
 return 1

@@ -1,9 +1,13 @@
 -- enqueue_many: enqueue a batch of tasks of one queue in one call: the same
 -- effect as one enqueue per task, in order. docs/PROTOCOL.md#enqueue_many
--- KEYS: msg, pending, delayed, then per task: result:<id>, done:<id> (fresh 0);
---   done:<id> (fresh 1 or 2, a wait is pipelined behind); or nothing (fresh 1 or 2)
+-- KEYS: msg, pending, delayed, then results and per task result:<id>,
+--   done:<id> (fresh 0); or nothing more (fresh 1 or 2)
 -- ARGV: cap, wake_channel, fresh, n, then per task: id, message, delay_ms,
 --   eta_ms; or id, message (no task of the call is delayed)
+-- Returns one integer per task: 1 queued, 2 delayed, -1 duplicate id, -2 queue full
+-- @include due
+-- @include results
+-- (Below the header, comments are not sent to Redis.)
 -- The layout is told by the counts: each argument costs Redis a Lua string,
 -- so a call passes only what it uses.
 -- fresh = 1: every id was just drawn from 128 random bits by the caller, so
@@ -11,22 +15,21 @@
 -- clean-up of old records are skipped (the bulk of Redis's enqueue work).
 -- fresh = 2: the same ids resent after a broken link: checked for duplicates
 -- (the first try may have got through).
--- Returns one integer per task: 1 queued, 2 delayed, -1 duplicate id, -2 queue full
--- @include due
 local cap = tonumber(ARGV[1])
 local fresh = ARGV[3] == '1'
 local cleanup = ARGV[3] == '0'
 local n = tonumber(ARGV[4])
--- Keys and arguments per task; task i's done key (if any) is KEYS[3 + kpt * i].
-local kpt = n > 0 and (#KEYS - 3) / n or 0
+-- Keys and arguments per task; task i's keys (fresh 0) are KEYS[3 + 2i]
+-- and KEYS[4 + 2i].
+local kpt = n > 0 and (#KEYS - (cleanup and 4 or 3)) / n or 0
 local per = n > 0 and (#ARGV - 4) / n or 4
-if (kpt ~= 0 and kpt ~= 1 and kpt ~= 2) or (cleanup and kpt ~= 2) or (per ~= 2 and per ~= 4) then
+if (kpt ~= 0 and kpt ~= 2) or (n > 0 and cleanup ~= (kpt == 2)) or (per ~= 2 and per ~= 4) then
   return redis.error_reply('taskq enqueue_many: ' .. #KEYS .. ' keys and ' .. #ARGV ..
     ' arguments do not fit ' .. n .. ' tasks')
 end
 local size = cap > 0 and redis.call('HLEN', KEYS[1]) or 0
 local now
-local out, queued, stale, delayed, fields = {}, {}, {}, {}, {}
+local out, queued, stale, delayed, fields, gone = {}, {}, {}, {}, {}, {}
 local earliest
 -- Which ids are queued already: one HMGET per chunk instead of an HSETNX
 -- per task; `seen` catches an id given twice in this batch.
@@ -41,12 +44,6 @@ for i = 1, n do
   local b = 4 + (i - 1) * per
   local id = ARGV[b + 1]
   if cap > 0 and size >= cap then
-    -- A submit-and-wait pipelines a blocking wait on done:<id> behind this
-    -- call: wake it now rather than at its time-out.
-    if kpt > 0 then
-      redis.call('RPUSH', KEYS[3 + kpt * i], 'REFUSED')
-      redis.call('PEXPIRE', KEYS[3 + kpt * i], 60000)
-    end
     out[i] = -2
   elseif exists[i] or seen[id] then
     out[i] = -1
@@ -56,8 +53,9 @@ for i = 1, n do
     size = size + 1
     if not fresh then seen[id] = true end
     if cleanup then
-      stale[#stale + 1] = KEYS[2 + i * 2]
       stale[#stale + 1] = KEYS[3 + i * 2]
+      stale[#stale + 1] = KEYS[4 + i * 2]
+      gone[#gone + 1] = id
     end
     local due = 0
     local delay = per == 4 and tonumber(ARGV[b + 3]) or 0
@@ -87,6 +85,7 @@ end
 for i = 1, #stale, 500 do
   redis.call('DEL', unpack(stale, i, math.min(i + 499, #stale)))
 end
+if cleanup then results_forget(KEYS[4], gone, #gone) end
 if #delayed > 0 then
   local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
   for i = 1, #delayed, 500 do

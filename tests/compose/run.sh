@@ -311,9 +311,15 @@ wait "$RUN2_PID" || code=$?
 RUN2_PID=""
 sed 's/^/    | /' "$TMP/run2.log"
 [ "$code" -eq 0 ] || fail "second workload exited $code after the kill"
-# shellcheck disable=SC2016,SC2086 # $id is for the container's shell; a list of ids
-records=$(dc exec -T redis sh -c 'for id; do redis-cli LINDEX "taskq:{default}:done:$id" 0; done' \
-    sh $orphans)
+# Each final record is in one of the results generations (docs/PROTOCOL.md#results).
+find_rec="local g = redis.call('ZRANGE', KEYS[1], 0, -1)
+for i = #g, 1, -1 do
+  local r = redis.call('HGET', KEYS[1] .. ':' .. g[i], ARGV[1])
+  if r then return r end
+end"
+# shellcheck disable=SC2016,SC2086 # $id and $0 are for the container's shell; a list of ids
+records=$(dc exec -T redis sh -c 'for id; do redis-cli EVAL "$0" 1 "taskq:{default}:results" "$id"; done' \
+    "$find_rec" $orphans)
 last=0
 for id in $orphans; do
     rec=$(echo "$records" | grep "\"id\":\"$id\"" || true)

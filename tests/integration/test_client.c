@@ -1118,6 +1118,21 @@ static void test_client_progress_task_runs(void **state)
     taskq_result_free(r);
 }
 
+/* Polled by test_client_result_ttl: true once the task's record is gone. */
+typedef struct gone_arg {
+    taskq_client *c;
+    const char *id;
+} gone_arg;
+
+static int result_gone(void *arg)
+{
+    gone_arg *g = arg;
+    taskq_result *res = NULL;
+    int rc = taskq_result_get(g->c, NULL, g->id, &res);
+    taskq_result_free(res);
+    return rc == TASKQ_ENOTFOUND;
+}
+
 static void test_client_result_ttl(void **state)
 {
     tc *x = *state;
@@ -1126,16 +1141,30 @@ static void test_client_result_ttl(void **state)
     char id[TASKQ_ID_SIZE];
     submit_free(x, task_v("noop", NULL), id);
     taskq_result_free(wait_final(x, id, WAIT_S));
-    /* The final record lives in the done list, which carries the TTL. */
-    redisReply *r = th_cmd(tf_group()->rc, "PTTL %s{default}:done:%s", x->prefix, id);
-    assert_non_null(r);
-    assert_in_range(r->integer, 1, 2000);
+    long long t0 = th_mono_ms();
+    /* The record lives in a results generation of a 1 s span (a TTL of 2 s
+     * over 8, at least 1 s), whose hash expires a span after it retires:
+     * at most 2 + 1 + 1 s from now. */
+    redisReply *r = th_cmd(tf_group()->rc, "ZRANGE %s{default}:results 0 -1", x->prefix);
+    assert_int_equal(r->elements, 1);
+    redisReply *h =
+        th_cmd(tf_group()->rc, "HGET %s{default}:results:%s %s", x->prefix, r->element[0]->str, id);
+    assert_int_equal(h->type, REDIS_REPLY_STRING);
+    assert_non_null(strstr(h->str, "\"SUCCESS\""));
+    freeReplyObject(h);
+    h = th_cmd(tf_group()->rc, "PTTL %s{default}:results:%s", x->prefix, r->element[0]->str);
+    assert_in_range(h->integer, 1, 4000);
+    freeReplyObject(h);
     freeReplyObject(r);
-    /* Once gone, the task is unknown. */
-    freeReplyObject(th_cmd(tf_group()->rc, "DEL %s{default}:result:%s %s{default}:done:%s",
-                           x->prefix, id, x->prefix, id));
-    taskq_result *res = NULL;
-    assert_int_equal(taskq_result_get(x->c, NULL, id, &res), TASKQ_ENOTFOUND);
+    /* The wait above registered: the waiter's copy is kept for a minute. */
+    r = th_cmd(tf_group()->rc, "PTTL %s{default}:done:%s", x->prefix, id);
+    assert_true(r->integer <= 60000);
+    freeReplyObject(r);
+    /* Gone once its generation expires, and not before the TTL: then the
+     * task is unknown. */
+    gone_arg g = {x->c, id};
+    assert_true(th_wait_until(result_gone, &g, 10000));
+    assert_true(th_mono_ms() - t0 >= 1500);
 }
 
 static void test_client_task_dup_and_apply_json(void **state)

@@ -26,7 +26,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "broker/tq_cmd.h"
 #include "broker/tq_keys.h"
+#include "broker/tq_sconn.h"
 #include "common/tq_msg.h"
 #include "common/tq_util.h"
 #include "taskq_fx.h"
@@ -654,19 +656,41 @@ static void check_good(const item *it, redisReply *rec)
     json_decref(r);
 }
 
+/* Append a script call (sent as EVAL: nothing here loaded it). */
+static void append_script(redisContext *c, tq_cmd *cmd)
+{
+    tq_cmd_to_eval(cmd);
+    assert_int_equal(tq_sconn_send(c, cmd), 0);
+    tq_cmd_release(cmd);
+}
+
+/* Append the state script's read of id: [record, running, queued]. */
+static void append_state(redisContext *c, const char *id)
+{
+    tq_cmd cmd;
+    tq_cmd_init(&cmd);
+    tq_cmd_state(&cmd, PFX, Q, id);
+    append_script(c, &cmd);
+}
+
+/* The record of a state reply (its first element), or the reply itself
+ * when it is not one (an error: check_* then report it). */
+static redisReply *state_record(redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 3 ? r->element[0] : r;
+}
+
 /* Pipelined reads of every record and dead letter. */
 static void check_all(fx *f)
 {
     redisContext *c = f->r.rc;
-    char key[TQ_KEY_MAX];
     for (int base = 0; base < NBAD; base += BATCH / 4) {
         int end = base + BATCH / 4 < NBAD ? base + BATCH / 4 : NBAD;
         for (int i = base; i < end; i++) {
             const item *it = &f->bad[i];
-            tq_key_task(key, PFX, Q, "done", it->id); /* the final record */
             redisAppendCommand(c, "ZSCORE %s %s", qkey("dead"), it->id);
             redisAppendCommand(c, "HGET %s %s", qkey("deadmsg"), it->id);
-            redisAppendCommand(c, "LINDEX %s 0", key);
+            append_state(c, it->id); /* the final record */
         }
         for (int i = base; i < end; i++) {
             redisReply *r[3];
@@ -674,7 +698,7 @@ static void check_all(fx *f)
                 assert_int_equal(redisGetReply(c, (void **)&r[k]), REDIS_OK);
                 assert_non_null(r[k]);
             }
-            check_bad(&f->bad[i], r[0], r[1], r[2]);
+            check_bad(&f->bad[i], r[0], r[1], state_record(r[2]));
             for (int k = 0; k < 3; k++)
                 freeReplyObject(r[k]);
         }
@@ -682,14 +706,13 @@ static void check_all(fx *f)
     for (int base = 0; base < NVALID; base += BATCH) {
         int end = base + BATCH < NVALID ? base + BATCH : NVALID;
         for (int i = base; i < end; i++) {
-            tq_key_task(key, PFX, Q, "done", f->good[i].id);
-            redisAppendCommand(c, "LINDEX %s 0", key);
+            append_state(c, f->good[i].id);
         }
         for (int i = base; i < end; i++) {
             redisReply *r;
             assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
             assert_non_null(r);
-            check_good(&f->good[i], r);
+            check_good(&f->good[i], state_record(r));
             freeReplyObject(r);
         }
     }
@@ -801,10 +824,18 @@ static void test_hostile_worker_survives_and_dead_letters(void **state)
         free(b.p);
         redisReply *r = th_cmd(f->r.rc, "PUBLISH %s x", qkey("wake"));
         freeReplyObject(r);
+        /* Wait as a client does: register, then block on the done list,
+         * whose element is the final record itself. */
         char key[TQ_KEY_MAX];
         tq_key_task(key, PFX, Q, "done", fresh.id);
-        /* The done list's element is the final record itself. */
-        r = th_cmd(f->r.rc, "BLMOVE %s %s RIGHT LEFT 8", key, key);
+        tq_cmd w;
+        tq_cmd_init(&w);
+        tq_cmd_watch(&w, PFX, Q, fresh.id, 8000);
+        append_script(f->r.rc, &w);
+        redisAppendCommand(f->r.rc, "BLMOVE %s %s RIGHT LEFT 8", key, key);
+        assert_int_equal(redisGetReply(f->r.rc, (void **)&r), REDIS_OK);
+        freeReplyObject(r);
+        assert_int_equal(redisGetReply(f->r.rc, (void **)&r), REDIS_OK);
         assert_non_null(r);
         assert_int_equal(r->type, REDIS_REPLY_STRING);
         check_good(&fresh, r);

@@ -163,12 +163,12 @@ static char *make_record(const char *id, const char *state)
 
 /* enqueue: returns the integer reply, or -100 for an error reply whose text
  * is copied into err (may be NULL). */
-static long long enqueue_ex(const char *id, const char *msg, long long delay, long long eta,
-                            long long cap, char *err, size_t errlen)
+static long long enqueue_full(const char *id, const char *msg, long long delay, long long eta,
+                              long long cap, int fresh, long long wait_ms, char *err, size_t errlen)
 {
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue(&c, PFX, Q, id, msg, strlen(msg), delay, eta, cap, 0);
+    tq_cmd_enqueue(&c, PFX, Q, id, msg, strlen(msg), delay, eta, cap, fresh, wait_ms);
     redisReply *r = run(&c);
     long long v;
     if (r->type == REDIS_REPLY_ERROR) {
@@ -182,6 +182,13 @@ static long long enqueue_ex(const char *id, const char *msg, long long delay, lo
     freeReplyObject(r);
     tq_cmd_release(&c);
     return v;
+}
+
+/* enqueue of an id chosen by the user (fresh 0), nobody waiting. */
+static long long enqueue_ex(const char *id, const char *msg, long long delay, long long eta,
+                            long long cap, char *err, size_t errlen)
+{
+    return enqueue_full(id, msg, delay, eta, cap, 0, 0, err, errlen);
 }
 
 static void enqueue(const char *id, long long delay)
@@ -252,13 +259,14 @@ static void fetch(fetched *f, const char *wid, int max, long long lease_ms)
     tq_cmd_release(&c);
 }
 
-/* ack one task; returns 1 if it was settled, 0 if not. */
-static long long ack1(long long token, const char *wid, const char *id, const char *state,
-                      const char *record)
+/* ack one task, its record kept ttl ms; returns 1 if it was settled, 0 if
+ * not. */
+static long long ack1_ttl(long long token, const char *wid, const char *id, const char *state,
+                          const char *record, long long ttl)
 {
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_ack_begin(&c, PFX, Q, token, wid, TTL);
+    tq_cmd_ack_begin(&c, PFX, Q, token, wid, ttl);
     tq_cmd_ack_add(&c, PFX, Q, id, state, record, strlen(record));
     tq_cmd_ack_end(&c);
     redisReply *r = run(&c);
@@ -272,6 +280,12 @@ static long long ack1(long long token, const char *wid, const char *id, const ch
     freeReplyObject(r);
     tq_cmd_release(&c);
     return v;
+}
+
+static long long ack1(long long token, const char *wid, const char *id, const char *state,
+                      const char *record)
+{
+    return ack1_ttl(token, wid, id, state, record, TTL);
 }
 
 static long long revoke(const char *id, const char *record)
@@ -343,6 +357,142 @@ static void wait_redis_time_past(long long when)
 {
     if (!th_wait_until(past_cond, &when, WAIT_MS))
         fail_msg("Redis clock did not pass %lld", when);
+}
+
+/* ---- final records (docs/PROTOCOL.md#results) -------------------------- */
+
+/* The length of a results generation for records kept ttl ms, as
+ * results_put computes it: an eighth of the TTL, 1 s .. 1 h. */
+static long long span_of(long long ttl)
+{
+    long long span = ttl / 8;
+    return span < 1000 ? 1000 : span > 3600000 ? 3600000 : span;
+}
+
+/* The key of Q's results generation starting at `start` (ms). */
+static const char *gen_key(long long start)
+{
+    static char bufs[4][TQ_KEY_MAX + 32];
+    static int n;
+    char *b = bufs[n++ % 4];
+    snprintf(b, TQ_KEY_MAX + 32, "%s:%lld", qk("results"), start);
+    return b;
+}
+
+/* The score of `start` in the results index (when that generation retires),
+ * or -1 if it is not listed. */
+static long long retire_of(long long start)
+{
+    char *s = cmd_str("ZSCORE %s %lld", qk("results"), start);
+    long long v = s ? atoll(s) : -1;
+    free(s);
+    return v;
+}
+
+/* id's final record (malloc'd), read from the generations listed in the
+ * results index, or NULL; *start (may be NULL) gets the start of the
+ * generation holding it. A task has one final record: finding it in two
+ * generations fails the test. */
+static char *final_record_at(const char *id, long long *start)
+{
+    redisReply *gens = cmd("ZRANGE %s 0 -1", qk("results"));
+    assert_int_equal(gens->type, REDIS_REPLY_ARRAY);
+    char *rec = NULL;
+    for (size_t i = 0; i < gens->elements; i++) {
+        char *end = NULL;
+        long long g = strtoll(gens->element[i]->str, &end, 10);
+        if (!end || *end != '\0')
+            fail_msg("results index member '%s' is no start time", gens->element[i]->str);
+        char *r = cmd_str("HGET %s %s", gen_key(g), id);
+        if (!r)
+            continue;
+        if (rec)
+            fail_msg("%s has a final record in two generations", id);
+        rec = r;
+        if (start)
+            *start = g;
+    }
+    freeReplyObject(gens);
+    return rec;
+}
+
+static char *final_record(const char *id)
+{
+    return final_record_at(id, NULL);
+}
+
+/* id's final record is `want` (NULL: it has none). */
+static void assert_final(const char *id, const char *want)
+{
+    assert_str_reply(final_record(id), want);
+}
+
+/* id's final record is in a generation that expires with the TTL: in
+ * (ttl - 5000, ttl + 2 * span] ms (a record lives between ttl and ttl + span,
+ * its hash a span longer), its start a multiple of the span, listed in an
+ * index that expires no earlier than it. */
+static void assert_final_ttl(const char *id, long long ttl)
+{
+    long long start = -1, span = span_of(ttl);
+    char *r = final_record_at(id, &start);
+    if (!r)
+        fail_msg("%s has no final record", id);
+    free(r);
+    assert_int_equal(start % span, 0);
+    long long t = cmd_int("PTTL %s", gen_key(start));
+    if (t <= ttl - 5000 || t > ttl + 2 * span)
+        fail_msg("PTTL %s = %lld, want %lld..%lld", gen_key(start), t, ttl - 5000, ttl + 2 * span);
+    long long gen_at = cmd_int("PEXPIRETIME %s", gen_key(start));
+    long long idx_at = cmd_int("PEXPIRETIME %s", qk("results"));
+    if (idx_at < gen_at)
+        fail_msg("the results index expires at %lld, before its generation (%lld)", idx_at, gen_at);
+    /* Retired no earlier than the TTL after the record was written. */
+    assert_true(retire_of(start) >= start + span + ttl);
+}
+
+/* The reply of the watch script for id (as state replies). */
+static redisReply *watch(const char *id, long long window_ms)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_watch(&c, PFX, Q, id, window_ms);
+    redisReply *r = run(&c);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        fail_msg("watch: reply type %d (%s)", r->type, r->type == REDIS_REPLY_ERROR ? r->str : "");
+    tq_cmd_release(&c);
+    return r;
+}
+
+static void state_of(const char *id, const char *record, long long running, long long queued)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_state(&c, PFX, Q, id);
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 3);
+    if (record) {
+        assert_int_equal(r->element[0]->type, REDIS_REPLY_STRING);
+        assert_string_equal(r->element[0]->str, record);
+    } else {
+        assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
+    }
+    assert_int_equal(r->element[1]->integer, running);
+    assert_int_equal(r->element[2]->integer, queued);
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+}
+
+/* The done list of id holds exactly `want`, for at most a minute. */
+static void assert_notified(const char *id, const char *want)
+{
+    redisReply *r = cmd("LRANGE %s 0 -1", tk("done", id));
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    if (r->elements != 1)
+        fail_msg("done:%s holds %zu elements, want 1", id, r->elements);
+    assert_string_equal(r->element[0]->str, want);
+    freeReplyObject(r);
+    assert_ttl_within(tk("done", id), 60000);
 }
 
 /* ---- fixtures ---------------------------------------------------------- */
@@ -421,24 +571,23 @@ static void test_scripts_enqueue_fetch_ack(void **state)
 
     char *rec = make_record("A", "SUCCESS");
     assert_int_equal(ack1(f.token, f.wid, "A", "SUCCESS", rec), 1);
-    /* The final record is the done list's one element; no second key. */
-    redisReply *r = cmd("LRANGE %s 0 -1", tk("done", "A"));
-    assert_int_equal(r->elements, 1);
-    assert_string_equal(r->element[0]->str, rec);
-    freeReplyObject(r);
-    assert_ttl_within(tk("done", "A"), TTL);
-    /* The whole TTL from the ack (an absolute expiry computed from Redis's
-     * clock): not a moment in the past, not a stray small value. */
-    assert_true(cmd_int("PTTL %s", tk("done", "A")) > TTL - 5000);
+    /* The final record is a field of the current results generation, which
+     * expires with the TTL from the ack (computed from Redis's clock): not a
+     * moment in the past, not a stray small value, at most two spans late. */
+    assert_final("A", rec);
+    assert_final_ttl("A", TTL);
+    state_of("A", rec, 0, 0);
+    /* Nobody waited on it: no key of its own at all. */
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "A")), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "A")), 0);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
     assert_int_equal(held_by("A"), -1);
     /* The fetch's last task settled: its lease went with it. */
     assert_int_equal(cmd_int("ZCARD %s", qk("leases")), 0);
-    /* A second ack of the same task is fenced out. */
+    /* A second ack of the same task is fenced out: the record stays. */
     assert_int_equal(ack1(f.token, f.wid, "A", "FAILURE", "other"), 0);
-    assert_int_equal(cmd_int("LLEN %s", tk("done", "A")), 1);
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), rec);
+    assert_final("A", rec);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "A")), 0);
     fetched_clear(&f);
     free(rec);
     free(m);
@@ -558,7 +707,7 @@ static void test_scripts_enqueue_many(void **state)
          *mc = make_msg("c", 0);
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, PFX, Q, 4, 0, 0); /* room for 3 more after "dup" */
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 4, 0); /* room for 3 more after "dup" */
     tq_cmd_enqueue_many_add(&c, PFX, Q, "a", ma, strlen(ma), 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "dup", md, strlen(md), 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "b", mb, strlen(mb), 60000, 0);
@@ -582,9 +731,9 @@ static void test_scripts_enqueue_many(void **state)
     assert_string_equal(f.id[2], "c");
     assert_true(f.next_due > f.now + 50000);
     fetched_clear(&f);
-    /* The refused task's waiters are woken, with a TTL. */
-    assert_int_equal(cmd_int("LLEN %s", tk("done", "d")), 1);
-    assert_ttl_within(tk("done", "d"), 60000);
+    /* The refused task leaves nothing behind (a batch is not waited on). */
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "d")), 0);
+    assert_int_equal(cmd_int("HEXISTS %s d", qk("msg")), 0);
     free(ma);
     free(mb);
     free(md);
@@ -658,7 +807,7 @@ static void test_scripts_enqueue_fresh(void **state)
     char *m = make_msg(id, 0);
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue(&c, PFX, Q, id, m, strlen(m), 0, 0, 0, 1);
+    tq_cmd_enqueue(&c, PFX, Q, id, m, strlen(m), 0, 0, 0, 1, 0);
     for (int round = 0; round < 2; round++) {
         redisReply *r = run(&c);
         assert_int_equal(r->type, REDIS_REPLY_INTEGER);
@@ -671,7 +820,7 @@ static void test_scripts_enqueue_fresh(void **state)
     /* Delayed, fresh: into the delayed set. */
     char id2[TQ_ID_MAX + 1];
     tq_random_id(id2);
-    tq_cmd_enqueue(&c, PFX, Q, id2, m, strlen(m), 60000, 0, 0, 1);
+    tq_cmd_enqueue(&c, PFX, Q, id2, m, strlen(m), 60000, 0, 0, 1, 0);
     redisReply *r = run(&c);
     assert_int_equal(r->integer, 2);
     freeReplyObject(r);
@@ -764,7 +913,8 @@ static void test_scripts_fencing_after_lease_expiry(void **state)
     assert_str_reply(cmd_str("HGET %s F", qk("lost")), "1");
     /* The stale worker cannot settle it now ... */
     assert_int_equal(ack1(f1.token, f1.wid, "F", "SUCCESS", "stale-1"), 0);
-    assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);
+    assert_final("F", NULL);
+    assert_int_equal(cmd_int("EXISTS %s", qk("results")), 0);
 
     fetch(&f2, "w2", 1, 10000);
     assert_int_equal(f2.n, 1);
@@ -774,7 +924,7 @@ static void test_scripts_fencing_after_lease_expiry(void **state)
     assert_int_equal(held_by("F"), f2.token);
     /* ... nor once another worker holds it. */
     assert_int_equal(ack1(f1.token, f1.wid, "F", "SUCCESS", "stale-2"), 0);
-    assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);
+    assert_final("F", NULL);
     assert_int_equal(held_by("F"), f2.token);
     assert_true(lease_of(&f2) > 0);
 
@@ -782,8 +932,8 @@ static void test_scripts_fencing_after_lease_expiry(void **state)
     assert_int_equal(ack1(f2.token, f2.wid, "F", "SUCCESS", rec), 1);
     /* The late ack of the first worker does not overwrite the result. */
     assert_int_equal(ack1(f1.token, f1.wid, "F", "FAILURE", "stale-3"), 0);
-    assert_int_equal(cmd_int("LLEN %s", tk("done", "F")), 1);
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "F")), rec);
+    assert_final("F", rec);
+    state_of("F", rec, 0, 0);
     assert_int_equal(cmd_int("HEXISTS %s F", qk("lost")), 0);
     free(rec);
     fetched_clear(&f1);
@@ -813,11 +963,20 @@ static void test_scripts_ack_batch(void **state)
     assert_int_equal(r->element[0]->integer, 2);
     assert_int_equal(r->element[1]->integer, 2);
     freeReplyObject(r);
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b1")), "r1");
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b3")), "r3");
-    assert_ttl_within(tk("done", "b1"), TTL);
+    assert_final("b1", "r1");
+    assert_final("b3", "r3");
+    assert_final_ttl("b1", TTL);
+    assert_final_ttl("b3", TTL);
+    /* One batch, one moment: one generation. */
+    long long g1 = -1, g3 = -2;
+    free(final_record_at("b1", &g1));
+    free(final_record_at("b3", &g3));
+    assert_int_equal(g1, g3);
+    assert_final("zz", NULL);
+    assert_final("b2", NULL);
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "zz")), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "zz")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "b1")), 0);
     /* b2 is untouched: still held. */
     assert_int_equal(held_by("b2"), f.token);
     assert_true(lease_of(&f) > 0); /* its lease stays while b2 is held */
@@ -832,8 +991,7 @@ static void test_scripts_ack_batch(void **state)
     assert_int_equal(r->element[0]->integer, 1); /* one settled */
     assert_int_equal(r->element[1]->integer, 2); /* the second copy not */
     freeReplyObject(r);
-    assert_int_equal(cmd_int("LLEN %s", tk("done", "b2")), 1);
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "b2")), "first");
+    assert_final("b2", "first");
     assert_int_equal(held_by("b2"), -1);
     assert_int_equal(lease_of(&f), -1); /* the fetch's last task went */
     tq_cmd_release(&c);
@@ -869,7 +1027,9 @@ static void test_scripts_retry(void **state)
     assert_int_equal(held_by("R"), -1);
     assert_true(lease_of(&f) > 0); /* R0 is still held under it */
     assert_int_equal(cmd_int("LLEN %s", qk("pending")), 0);
-    /* Not a final state: nothing on done. */
+    /* Not a final state: no final record, nothing on done. */
+    assert_final("R", NULL);
+    assert_int_equal(cmd_int("EXISTS %s", qk("results")), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "R")), 0);
 
     /* delay 0: straight back on pending. */
@@ -934,6 +1094,7 @@ static void test_scripts_bury(void **state)
     fetched f;
     fetch(&f, "w", 5, 10000);
     assert_int_equal(f.n, 5);
+    freeReplyObject(watch("d5", 10000)); /* someone waits on d5 */
     /* Fenced. */
     assert_int_equal(bury("d1", f.token + 1, f.wid, "rec", 3, 50000, "{}"), 0);
     assert_int_equal(held_by("d1"), f.token);
@@ -945,9 +1106,13 @@ static void test_scripts_bury(void **state)
         char *entry = tq_xasprintf("{\"id\":\"%s\",\"reason\":\"bad message\"}", ids[i]);
         assert_int_equal(bury(ids[i], f.token, f.wid, rec, 3, 50000, entry), 1);
         assert_int_equal(cmd_int("EXISTS %s", tk("result", ids[i])), 0);
-        assert_str_reply(cmd_str("LINDEX %s 0", tk("done", ids[i])), rec);
-        assert_int_equal(cmd_int("LLEN %s", tk("done", ids[i])), 1);
-        assert_ttl_within(tk("done", ids[i]), TTL);
+        assert_final(ids[i], rec);
+        assert_final_ttl(ids[i], TTL);
+        /* Only the waiter's task is pushed to its done list. */
+        if (i == 4)
+            assert_notified(ids[i], rec);
+        else
+            assert_int_equal(cmd_int("EXISTS %s", tk("done", ids[i])), 0);
         assert_str_reply(cmd_str("HGET %s %s", qk("deadmsg"), ids[i]), entry);
         free(rec);
         free(entry);
@@ -1121,12 +1286,19 @@ static void test_scripts_revoke(void **state)
     /* Before start: revoked, the record and done written, fetch skips it. */
     enqueue("A", 0);
     enqueue("B", 0);
+    enqueue("C", 0);
+    freeReplyObject(watch("C", 10000)); /* someone waits on C */
     assert_int_equal(revoke("A", rec), 1);
     assert_int_equal(cmd_int("HEXISTS %s A", qk("msg")), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "A")), 0);
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "A")), rec);
-    assert_int_equal(cmd_int("LLEN %s", tk("done", "A")), 1);
-    assert_ttl_within(tk("done", "A"), TTL);
+    assert_final("A", rec);
+    assert_final_ttl("A", TTL);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "A")), 0);
+    /* A waiter is woken with the record. */
+    assert_int_equal(revoke("C", "revoked-c"), 1);
+    assert_notified("C", "revoked-c");
+    assert_final("C", "revoked-c");
+    assert_int_equal(cmd_int("EXISTS %s", qk("waiting")), 0);
     fetched f;
     fetch(&f, "w", 2, 10000);
     assert_int_equal(f.n, 1);
@@ -1135,15 +1307,17 @@ static void test_scripts_revoke(void **state)
     /* After start. */
     assert_int_equal(revoke("B", rec), -1);
     assert_int_equal(cmd_int("HEXISTS %s B", qk("msg")), 1);
-    assert_int_equal(cmd_int("EXISTS %s", tk("done", "B")), 0);
+    assert_final("B", NULL);
     /* After finish. */
     assert_int_equal(ack1(f.token, f.wid, "B", "SUCCESS", "done"), 1);
     assert_int_equal(revoke("B", rec), -2);
-    assert_str_reply(cmd_str("LINDEX %s 0", tk("done", "B")), "done");
+    assert_final("B", "done");
     /* Already revoked counts as finished. */
     assert_int_equal(revoke("A", rec), -2);
+    assert_final("A", rec);
     /* Unknown. */
     assert_int_equal(revoke("nope", rec), 0);
+    assert_final("nope", NULL);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "nope")), 0);
     /* A refused submission's wake-up marker is not a final state. */
     freeReplyObject(cmd("RPUSH %s REFUSED", tk("done", "nope")));
@@ -1197,7 +1371,7 @@ static void test_scripts_batch_duplicates(void **state)
     char *m = make_msg("E", 0);
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 0, 0);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "E", m, strlen(m), 0, 0);
     tq_cmd_enqueue_many_add(&c, PFX, Q, "E", m, strlen(m), 0, 0);
     tq_cmd_enqueue_many_end(&c);
@@ -1246,7 +1420,7 @@ static void test_scripts_enqueue_many_fresh(void **state)
     char *m[3];
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 1, 0);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 1);
     for (int i = 0; i < 3; i++) {
         tq_random_id(ids[i]);
         m[i] = make_msg(ids[i], 0);
@@ -1281,9 +1455,11 @@ static void test_scripts_enqueue_many_fresh(void **state)
 }
 
 /* The layouts of enqueue_many (docs/PROTOCOL.md#enqueue_many): a fresh call
- * nobody waits on passes no per-task key, and a refused task then leaves
- * nothing behind; one that is waited on wakes the wait with REFUSED; a call
- * whose counts fit no layout is refused as a whole. */
+ * passes no per-task key, a call of ids chosen by the user two (their old
+ * records go); either way a refused task leaves nothing behind, as a batch
+ * is never waited on. A single enqueue that is waited on (wait_ms > 0) wakes
+ * the wait with REFUSED instead, and registers no waiter. A call whose
+ * counts fit no layout is refused as a whole. */
 static void test_scripts_enqueue_many_layouts(void **state)
 {
     (void)state;
@@ -1291,17 +1467,18 @@ static void test_scripts_enqueue_many_layouts(void **state)
     char *m[2];
     tq_cmd c;
     tq_cmd_init(&c);
-    for (int waited = 0; waited < 2; waited++) {
+    for (int fresh = 0; fresh < 2; fresh++) {
         cmd_int("DEL %s %s", qk("msg"), qk("pending"));
-        tq_cmd_enqueue_many_begin(&c, PFX, Q, 1, 1, waited); /* room for one */
+        tq_cmd_enqueue_many_begin(&c, PFX, Q, 1, fresh); /* room for one */
         for (int i = 0; i < 2; i++) {
             tq_random_id(ids[i]);
             m[i] = make_msg(ids[i], 0);
             tq_cmd_enqueue_many_add(&c, PFX, Q, ids[i], m[i], strlen(m[i]), 0, 0);
         }
         tq_cmd_enqueue_many_end(&c);
-        /* Two arguments per task; keys only when waited on. */
-        assert_int_equal(c.argc, 3 + 3 + (waited ? 2 : 0) + 4 + 2 * 2);
+        /* Two arguments per task; the results index and two keys per task
+         * only for ids chosen by the user. */
+        assert_int_equal(c.argc, 3 + 3 + (fresh ? 0 : 1 + 2 * 2) + 4 + 2 * 2);
         redisReply *r = run(&c);
         assert_int_equal(r->type, REDIS_REPLY_ARRAY);
         assert_int_equal(r->elements, 2);
@@ -1312,16 +1489,34 @@ static void test_scripts_enqueue_many_layouts(void **state)
         assert_string_equal(s, m[0]);
         free(s);
         assert_int_equal(cmd_int("HEXISTS %s %s", qk("msg"), ids[1]), 0);
-        assert_int_equal(cmd_int("EXISTS %s", tk("done", ids[0])), 0);
-        assert_int_equal(cmd_int("EXISTS %s", tk("done", ids[1])), waited);
-        if (waited)
-            assert_ttl_within(tk("done", ids[1]), 60000);
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(cmd_int("EXISTS %s", tk("done", ids[i])), 0);
+            assert_int_equal(cmd_int("EXISTS %s", tk("result", ids[i])), 0);
             free(m[i]);
+        }
+        /* Nothing but the message and the queue. */
+        r = cmd("KEYS *");
+        assert_int_equal(r->elements, 2);
+        freeReplyObject(r);
     }
+    /* A single submit-and-wait refused: the wait wakes at once, and no
+     * waiter is left registered (nothing will settle the task). */
+    char id[TQ_ID_MAX + 1];
+    tq_random_id(id);
+    char *mw = make_msg(id, 0);
+    assert_int_equal(enqueue_full(id, mw, 0, 0, 1, 1, 30000, NULL, 0), -2);
+    assert_notified(id, "REFUSED");
+    assert_int_equal(cmd_int("HEXISTS %s %s", qk("msg"), id), 0);
+    assert_int_equal(cmd_int("EXISTS %s", qk("waiting")), 0);
+    /* The same for an id chosen by the user, and a delayed one. */
+    assert_int_equal(enqueue_full("uw", mw, 60000, 0, 1, 0, 30000, NULL, 0), -2);
+    assert_notified("uw", "REFUSED");
+    assert_int_equal(cmd_int("EXISTS %s", qk("waiting")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", qk("delayed")), 0);
+    free(mw);
     /* Three tasks' arguments but n says two: refused, nothing stored. */
     cmd_int("DEL %s %s", qk("msg"), qk("pending"));
-    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 1, 0);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 1);
     for (int i = 0; i < 3; i++)
         tq_cmd_enqueue_many_add(&c, PFX, Q, "x", "{}", 2, 0, 0);
     tq_cmd_enqueue_many_end(&c);
@@ -1333,26 +1528,6 @@ static void test_scripts_enqueue_many_layouts(void **state)
     assert_non_null(strstr(r->str, "do not fit 2 tasks"));
     freeReplyObject(r);
     assert_int_equal(cmd_int("HLEN %s", qk("msg")), 0);
-    tq_cmd_release(&c);
-}
-
-static void state_of(const char *id, const char *record, long long running, long long queued)
-{
-    tq_cmd c;
-    tq_cmd_init(&c);
-    tq_cmd_state(&c, PFX, Q, id);
-    redisReply *r = run(&c);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    assert_int_equal(r->elements, 3);
-    if (record) {
-        assert_int_equal(r->element[0]->type, REDIS_REPLY_STRING);
-        assert_string_equal(r->element[0]->str, record);
-    } else {
-        assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
-    }
-    assert_int_equal(r->element[1]->integer, running);
-    assert_int_equal(r->element[2]->integer, queued);
-    freeReplyObject(r);
     tq_cmd_release(&c);
 }
 
@@ -1378,7 +1553,7 @@ static void test_scripts_state(void **state)
     assert_int_equal(run_int(&c), 1);
     tq_cmd_release(&c);
     state_of("S", "prog", 1, 1);
-    /* ... and the final record, in the done list, wins over it. */
+    /* ... and the final record, in its generation, wins over it. */
     assert_int_equal(ack1(f.token, f.wid, "S", "SUCCESS", "rec"), 1);
     state_of("S", "rec", 0, 0);
     fetched_clear(&f);
@@ -1414,6 +1589,10 @@ static void test_scripts_dead_requeue(void **state)
     fetch(&f, "w", 1, 10000);
     assert_int_equal(bury("Z", f.token, f.wid, "rec", 10, 86400000, "{\"id\":\"Z\"}"), 1);
     fetched_clear(&f);
+    assert_final("Z", "rec");
+    /* A wait on it got the record in its done list. */
+    freeReplyObject(watch("Z", 10000));
+    assert_notified("Z", "rec");
     char *m = make_msg("Z", 0);
     tq_cmd c;
     tq_cmd_init(&c);
@@ -1426,6 +1605,10 @@ static void test_scripts_dead_requeue(void **state)
     assert_int_equal(cmd_int("HEXISTS %s Z", qk("deadmsg")), 0);
     assert_int_equal(cmd_int("EXISTS %s", tk("result", "Z")), 0);
     assert_str_reply(cmd_str("HGET %s Z", qk("msg")), m);
+    /* Its old final record and notification went: queued, not finished. */
+    assert_final("Z", NULL);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "Z")), 0);
+    state_of("Z", NULL, 0, 1);
     fetch(&f, "w", 1, 10000);
     assert_int_equal(f.n, 1);
     assert_string_equal(f.id[0], "Z");
@@ -1438,8 +1621,309 @@ static void test_scripts_dead_requeue(void **state)
     free(m);
 }
 
+/* watch (what a blocking wait sends before its BLMOVE) on a task not yet
+ * finished registers a waiter until the window's end plus some slack, as an
+ * enqueue with wait_ms does; the ack that settles it pushes the record to
+ * done:<id> for a minute and unregisters it. A task nobody waits on gets no
+ * done list, nor does one whose registration is past its deadline. */
+static void test_scripts_watch_registers(void **state)
+{
+    (void)state;
+    enqueue("W", 0);
+    enqueue("N", 0);
+    enqueue("X", 0);
+    long long t0 = redis_now_ms();
+    redisReply *r = watch("W", 10000);
+    long long t1 = redis_now_ms();
+    /* The reply is state's: no record, not running, queued. */
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
+    assert_int_equal(r->element[1]->integer, 0);
+    assert_int_equal(r->element[2]->integer, 1);
+    freeReplyObject(r);
+    char *s = cmd_str("ZSCORE %s W", qk("waiting"));
+    assert_non_null(s);
+    long long deadline = atoll(s);
+    free(s);
+    assert_true(deadline >= t0 + 10000 + 5000 && deadline <= t1 + 10000 + 5000);
+    assert_true(cmd_int("PEXPIRETIME %s", qk("waiting")) >= deadline);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "W")), 0);
+    /* A submit-and-wait registers its task the same way. */
+    char *mv = make_msg("V", 0);
+    t0 = redis_now_ms();
+    assert_int_equal(enqueue_full("V", mv, 0, 0, 0, 0, 20000, NULL, 0), 1);
+    t1 = redis_now_ms();
+    s = cmd_str("ZSCORE %s V", qk("waiting"));
+    assert_non_null(s);
+    assert_true(atoll(s) >= t0 + 20000 + 5000 && atoll(s) <= t1 + 20000 + 5000);
+    free(s);
+    assert_true(cmd_int("PEXPIRETIME %s", qk("waiting")) >= t0 + 25000);
+    free(mv);
+    /* X was registered once, by a wait that has ended since. */
+    freeReplyObject(cmd("ZADD %s %lld X", qk("waiting"), redis_now_ms() - 1));
+
+    fetched f;
+    fetch(&f, "w", 4, 10000);
+    assert_int_equal(f.n, 4);
+    /* Watched again while running, with a shorter window: the state says
+     * running, and the registration is not cut short. */
+    r = watch("W", 0);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
+    assert_int_equal(r->element[1]->integer, 1);
+    assert_int_equal(r->element[2]->integer, 1);
+    freeReplyObject(r);
+    s = cmd_str("ZSCORE %s W", qk("waiting"));
+    assert_int_equal(atoll(s), deadline);
+    free(s);
+
+    char *rec = make_record("W", "SUCCESS");
+    assert_int_equal(ack1(f.token, f.wid, "W", "SUCCESS", rec), 1);
+    assert_notified("W", rec);
+    assert_final("W", rec);
+    assert_true(cmd_str("ZSCORE %s W", qk("waiting")) == NULL);
+    /* The others are not woken by it. */
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "V")), 0);
+    assert_int_equal(ack1(f.token, f.wid, "V", "FAILURE", "rv"), 1);
+    assert_notified("V", "rv");
+    assert_true(cmd_str("ZSCORE %s V", qk("waiting")) == NULL);
+    /* Nobody waits on N; X's registration is past its deadline. */
+    assert_int_equal(ack1(f.token, f.wid, "N", "SUCCESS", "rn"), 1);
+    assert_int_equal(ack1(f.token, f.wid, "X", "SUCCESS", "rx"), 1);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "N")), 0);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "X")), 0);
+    assert_final("N", "rn");
+    assert_final("X", "rx");
+    assert_int_equal(cmd_int("EXISTS %s", qk("waiting")), 0);
+    fetched_clear(&f);
+    free(rec);
+}
+
+/* watch on a task that has finished puts its record in done:<id> at once
+ * (the BLMOVE behind returns) and registers nothing; watched again, with
+ * the record still there, it adds no second copy. */
+static void test_scripts_watch_finished(void **state)
+{
+    (void)state;
+    enqueue("F", 0);
+    fetched f;
+    fetch(&f, "w", 1, 10000);
+    assert_int_equal(f.n, 1);
+    char *rec = make_record("F", "SUCCESS");
+    assert_int_equal(ack1(f.token, f.wid, "F", "SUCCESS", rec), 1);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);
+    for (int round = 0; round < 2; round++) {
+        redisReply *r = watch("F", 10000);
+        assert_int_equal(r->element[0]->type, REDIS_REPLY_STRING);
+        assert_string_equal(r->element[0]->str, rec);
+        assert_int_equal(r->element[1]->integer, 0);
+        assert_int_equal(r->element[2]->integer, 0);
+        freeReplyObject(r);
+        assert_notified("F", rec);
+        assert_int_equal(cmd_int("EXISTS %s", qk("waiting")), 0);
+    }
+    assert_final("F", rec);
+    /* An unknown task: registered (it may be submitted yet), nothing pushed. */
+    redisReply *r = watch("U", 1000);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
+    assert_int_equal(r->element[2]->integer, 0);
+    freeReplyObject(r);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "U")), 0);
+    assert_int_equal(cmd_int("ZCARD %s", qk("waiting")), 1);
+    fetched_clear(&f);
+    free(rec);
+}
+
+static int early_in_span_cond(void *arg)
+{
+    (void)arg;
+    return redis_now_ms() % 1000 < 200;
+}
+
+/* The results generations: a record goes into the generation of its span
+ * (start = now - now % span), listed in the index with the time it retires,
+ * start + span + ttl, and expiring a span after that; a longer TTL in the
+ * same generation postpones both, a shorter one does not bring them
+ * forward. The next write after the retirement time unlinks the generation
+ * and drops it from the index. */
+static void test_scripts_results_generations(void **state)
+{
+    (void)state;
+    const long long ttl = 2000, span = span_of(ttl);
+    assert_int_equal(span, 1000);
+    const char *ids[] = {"g1", "g2", "g3", "g4"};
+    for (int i = 0; i < 4; i++)
+        enqueue(ids[i], 0);
+    fetched f;
+    fetch(&f, "w", 4, 60000);
+    assert_int_equal(f.n, 4);
+    /* Early in a span: the next acks most likely land in the same one. */
+    assert_true(th_wait_until(early_in_span_cond, NULL, WAIT_MS));
+    long long t0 = redis_now_ms();
+    assert_int_equal(ack1_ttl(f.token, f.wid, "g1", "SUCCESS", "r1", ttl), 1);
+    long long t1 = redis_now_ms();
+    long long start = -1;
+    assert_str_reply(final_record_at("g1", &start), "r1");
+    assert_int_equal(start % span, 0);
+    assert_true(start > t0 - span && start <= t1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("results")), 1);
+    long long retire = retire_of(start);
+    assert_int_equal(retire, start + span + ttl);
+    assert_int_equal(cmd_int("PEXPIRETIME %s", gen_key(start)), retire + span);
+    assert_true(cmd_int("PEXPIRETIME %s", qk("results")) >= retire + span);
+    assert_final_ttl("g1", ttl);
+
+    /* A longer TTL (the span is the same up to 8 s), then a shorter one. */
+    assert_int_equal(ack1_ttl(f.token, f.wid, "g2", "SUCCESS", "r2", ttl + 1000), 1);
+    assert_int_equal(ack1_ttl(f.token, f.wid, "g3", "SUCCESS", "r3", 1000), 1);
+    int same = redis_now_ms() < start + span; /* all three in one generation */
+    if (same) {
+        long long s2 = -1, s3 = -1;
+        assert_str_reply(final_record_at("g2", &s2), "r2");
+        assert_str_reply(final_record_at("g3", &s3), "r3");
+        assert_int_equal(s2, start);
+        assert_int_equal(s3, start);
+        assert_int_equal(cmd_int("HLEN %s", gen_key(start)), 3);
+        retire = retire_of(start);
+        assert_int_equal(retire, start + span + ttl + 1000);
+        assert_int_equal(cmd_int("PEXPIRETIME %s", gen_key(start)), retire + span);
+        assert_true(cmd_int("PEXPIRETIME %s", qk("results")) >= retire + span);
+    } else {
+        print_message("acks crossed a span boundary: postponement not checked\n");
+    }
+
+    /* From now on only the script may remove the generation (whichever of
+     * the acks above landed in it set its retirement). */
+    retire = retire_of(start);
+    assert_true(retire >= start + span + ttl);
+    assert_int_equal(cmd_int("PERSIST %s", gen_key(start)), 1);
+    assert_int_equal(cmd_int("PERSIST %s", qk("results")), 1);
+    wait_redis_time_past(retire);
+    assert_int_equal(cmd_int("EXISTS %s", gen_key(start)), 1);
+    assert_int_equal(ack1_ttl(f.token, f.wid, "g4", "SUCCESS", "r4", ttl), 1);
+    assert_int_equal(cmd_int("EXISTS %s", gen_key(start)), 0);
+    assert_int_equal(retire_of(start), -1);
+    assert_final("g1", NULL);
+    state_of("g1", NULL, 0, 0);
+    if (same) {
+        assert_final("g2", NULL);
+        assert_final("g3", NULL);
+    }
+    /* The new record is in a new generation, which set the index's expiry. */
+    long long start4 = -1;
+    assert_str_reply(final_record_at("g4", &start4), "r4");
+    assert_true(start4 > start);
+    assert_int_equal(retire_of(start4), start4 + span + ttl);
+    assert_int_equal(cmd_int("PEXPIRETIME %s", qk("results")), retire_of(start4) + span);
+    assert_final_ttl("g4", ttl);
+    state_of("g4", "r4", 0, 0);
+    fetched_clear(&f);
+}
+
+/* An id chosen by the user, submitted again after it finished: its old
+ * final record goes (enqueue and enqueue_many alike), and the task is
+ * queued, not finished: state shows no record, revoke cancels it. */
+static void test_scripts_reenqueue_forgets_final_record(void **state)
+{
+    (void)state;
+    const char *ids[] = {"X", "Y", "K"};
+    for (int i = 0; i < 3; i++)
+        enqueue(ids[i], 0);
+    fetched f;
+    fetch(&f, "w", 3, 10000);
+    assert_int_equal(f.n, 3);
+    assert_int_equal(ack1(f.token, f.wid, "X", "SUCCESS", "rx"), 1);
+    assert_int_equal(ack1(f.token, f.wid, "Y", "SUCCESS", "ry"), 1);
+    assert_int_equal(ack1(f.token, f.wid, "K", "SUCCESS", "rk"), 1);
+    fetched_clear(&f);
+    state_of("X", "rx", 0, 0);
+    assert_int_equal(revoke("X", "rev"), -2);
+
+    enqueue("X", 0);
+    assert_final("X", NULL);
+    state_of("X", NULL, 0, 1);
+    assert_final("Y", "ry"); /* the others stay */
+    assert_final("K", "rk");
+
+    char *m = make_msg("Y", 0);
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_enqueue_many_begin(&c, PFX, Q, 0, 0);
+    tq_cmd_enqueue_many_add(&c, PFX, Q, "Y", m, strlen(m), 0, 0);
+    tq_cmd_enqueue_many_end(&c);
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 1);
+    assert_int_equal(r->element[0]->integer, 1);
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+    free(m);
+    assert_final("Y", NULL);
+    state_of("Y", NULL, 0, 1);
+    assert_final("K", "rk");
+
+    /* Queued again: revoke cancels it rather than call it finished. */
+    assert_int_equal(revoke("X", "rev"), 1);
+    assert_final("X", "rev");
+}
+
+/* A generation emptied by results_forget (its hash is gone, its index
+ * entry stays) and written again gets its expiry back: the ZADD to the
+ * index changes nothing then, so that alone must not decide. */
+static void test_scripts_results_generation_remade_expires(void **state)
+{
+    (void)state;
+    enqueue("X", 0);
+    enqueue("Y", 0);
+    fetched f;
+    fetch(&f, "w", 2, 10000);
+    assert_int_equal(f.n, 2);
+    assert_int_equal(ack1(f.token, f.wid, "X", "SUCCESS", "rx"), 1);
+    long long sx = 0;
+    free(final_record_at("X", &sx));
+    enqueue("X", 0); /* a user's id again: its old record goes, and the hash with it */
+    assert_int_equal(cmd_int("EXISTS %s", gen_key(sx)), 0);
+    assert_int_equal(ack1(f.token, f.wid, "Y", "SUCCESS", "ry"), 1);
+    fetched_clear(&f);
+    long long sy = 0;
+    free(final_record_at("Y", &sy));
+    if (sy != sx)
+        print_message("note: the acks fell into two generations; the hash was not remade\n");
+    long long pttl = cmd_int("PTTL %s", gen_key(sy));
+    if (pttl <= TTL - 5000 || pttl > TTL + 2 * span_of(TTL))
+        fail_msg("generation %lld: PTTL %lld, want %d..%lld", sy, pttl, TTL - 5000,
+                 TTL + 2 * span_of(TTL));
+}
+
+/* revoke of a task that has finished (acked, buried or revoked) says so
+ * (-2) and changes nothing: the record stays, no waiter is woken. */
+static void test_scripts_revoke_finished(void **state)
+{
+    (void)state;
+    enqueue("a", 0);
+    enqueue("b", 0);
+    enqueue("r", 0);
+    assert_int_equal(revoke("r", "rr"), 1);
+    fetched f;
+    fetch(&f, "w", 2, 10000);
+    assert_int_equal(f.n, 2);
+    assert_int_equal(ack1(f.token, f.wid, "a", "SUCCESS", "ra"), 1);
+    assert_int_equal(bury("b", f.token, f.wid, "rb", 10, 86400000, "{}"), 1);
+    fetched_clear(&f);
+    const char *ids[] = {"a", "b", "r"}, *recs[] = {"ra", "rb", "rr"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(revoke(ids[i], "late"), -2);
+        assert_final(ids[i], recs[i]);
+        assert_int_equal(cmd_int("EXISTS %s", tk("done", ids[i])), 0);
+        assert_int_equal(cmd_int("HEXISTS %s %s", qk("msg"), ids[i]), 0);
+    }
+    /* Never submitted: unknown, not finished. */
+    assert_int_equal(revoke("nope", "late"), 0);
+    assert_final("nope", NULL);
+}
+
 /* After every kind of write, each key either expires or is one of the
- * bounded per-queue structures, and carries the queue's hash tag. */
+ * bounded per-queue structures, and carries the queue's hash tag: the
+ * results generations and their index expire a TTL and at most two spans
+ * after the last record, the waiter registrations and notifications too. */
 static void test_scripts_keys_bounded_or_ttl(void **state)
 {
     (void)state;
@@ -1448,9 +1932,16 @@ static void test_scripts_keys_bounded_or_ttl(void **state)
     enqueue("k3", 0);
     enqueue("k4", 0);
     enqueue("k5", 60000);
+    /* A waiter on k1 (notified by its ack) and a submit-and-wait (k6, left
+     * registered). */
+    freeReplyObject(watch("k1", 10000));
+    char *m6 = make_msg("k6", 0);
+    assert_int_equal(enqueue_full("k6", m6, 0, 0, 0, 0, 10000, NULL, 0), 1);
+    free(m6);
     fetched f;
     fetch(&f, "w", 3, 10000);
     assert_int_equal(f.n, 3);
+    assert_string_equal(f.id[0], "k1");
     char *rec = make_record("x", "SUCCESS");
     assert_int_equal(ack1(f.token, f.wid, f.id[0], "SUCCESS", rec), 1);
     assert_int_equal(bury(f.id[1], f.token, f.wid, rec, 10, 86400000, "{}"), 1);
@@ -1465,9 +1956,11 @@ static void test_scripts_keys_bounded_or_ttl(void **state)
 
     static const char *bounded[] = {"pending", "msg",  "delayed", "held",   "leases",
                                     "fence",   "lost", "dead",    "deadmsg"};
+    /* The kinds that must expire, each seen at least once. */
+    enum { INDEX, GEN, WAITING, DONE, RESULT, NKINDS };
+    int seen[NKINDS] = {0};
     redisReply *keys = cmd("KEYS *");
     assert_true(keys->elements > 0);
-    int ttl_keys = 0;
     for (size_t i = 0; i < keys->elements; i++) {
         const char *k = keys->element[i]->str;
         const char *tag = PFX "{" Q "}:";
@@ -1477,15 +1970,41 @@ static void test_scripts_keys_bounded_or_ttl(void **state)
         int is_bounded = 0;
         for (size_t j = 0; j < sizeof(bounded) / sizeof(bounded[0]); j++)
             is_bounded |= strcmp(kind, bounded[j]) == 0;
-        long long pttl = cmd_int("PTTL %s", k);
         if (is_bounded)
             continue;
-        if (pttl <= 0 || pttl > TTL)
-            fail_msg("key %s has PTTL %lld: neither bounded nor expiring", k, pttl);
-        ttl_keys++;
+        long long max = TTL;
+        if (strcmp(kind, "results") == 0) {
+            seen[INDEX]++;
+            max = TTL + 2 * span_of(TTL);
+        } else if (strncmp(kind, "results:", 8) == 0) {
+            seen[GEN]++;
+            max = TTL + 2 * span_of(TTL);
+        } else if (strcmp(kind, "waiting") == 0) {
+            seen[WAITING]++;
+            max = 10000 + 5000;
+        } else if (strncmp(kind, "done:", 5) == 0) {
+            seen[DONE]++;
+            max = 60000;
+        } else if (strncmp(kind, "result:", 7) == 0) {
+            seen[RESULT]++;
+        } else {
+            fail_msg("unexpected key %s", k);
+        }
+        long long pttl = cmd_int("PTTL %s", k);
+        if (pttl <= 0 || pttl > max)
+            fail_msg("key %s has PTTL %lld: neither bounded nor expiring (max %lld)", k, pttl, max);
     }
-    assert_true(ttl_keys >= 4); /* done of ack, bury, revoke; retry's result */
     freeReplyObject(keys);
+    /* One index and one generation (ack, bury and revoke within a span, or
+     * a few more at a boundary), the registration of k6, the notification
+     * of k1, retry's intermediate record. */
+    assert_int_equal(seen[INDEX], 1);
+    assert_true(seen[GEN] >= 1 && seen[GEN] <= 3);
+    assert_int_equal(seen[WAITING], 1);
+    assert_int_equal(seen[DONE], 1);
+    assert_int_equal(seen[RESULT], 1);
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "k1")), 1);
+    assert_int_equal(cmd_int("ZCARD %s", qk("waiting")), 1);
 }
 
 /* Read one pub/sub message (with the context's read time-out) and return its
@@ -1616,6 +2135,12 @@ int main(void)
         T(test_scripts_state),
         T(test_scripts_progress),
         T(test_scripts_dead_requeue),
+        T(test_scripts_watch_registers),
+        T(test_scripts_watch_finished),
+        T(test_scripts_results_generations),
+        T(test_scripts_reenqueue_forgets_final_record),
+        T(test_scripts_results_generation_remade_expires),
+        T(test_scripts_revoke_finished),
         T(test_scripts_keys_bounded_or_ttl),
         T(test_scripts_wake_channel),
         T(test_scripts_noscript_fallback),

@@ -37,12 +37,13 @@
     " +ping +auth +select +evalsha +eval +script|load +time +get +set +del +exists"                \
     " +pexpire +publish +subscribe +hget +hmget +hset +hsetnx +hdel +hexists +hlen +hincrby"       \
     " +lpush +rpush +rpop +zadd +zrem +zcard +zrange +zrangebyscore"                               \
-    " +zremrangebyscore +incr +pexpireat +zscore +zmscore +zcount"
+    " +zremrangebyscore +incr +pexpireat +pexpiretime +pttl +unlink +zscore +zmscore +zcount"
 #define SUBMIT_ACL                                                                                 \
     "taskq-submit on >" SUBMIT_PW " resetchannels &taskq:* ~taskq:* -@all"                         \
     " +ping +auth +select +evalsha +eval +time +get +set +del +exists +pexpire"                    \
     " +publish +hget +hset +hsetnx +hdel +hexists +hlen +hmget +hgetall +lpush +rpush"             \
-    " +lindex +zadd +zrem +zrange +zrevrange +zcard +blmove +zscore"
+    " +lindex +zadd +zrem +zrange +zrevrange +zrangebyscore +zremrangebyscore +zcard +blmove"      \
+    " +zscore +zmscore +pexpireat +pexpiretime +pttl +unlink"
 
 static th_redis_server *S;
 
@@ -272,9 +273,13 @@ static void test_security_acl_users_and_secrets(void **state)
     assert_true(tf_wait_rint(adm, 0, 5000, "ZCARD taskq:{acl}:held"));
     assert_int_equal(tf_rint(adm, "ZCARD taskq:{acl}:leases"), 0);
     assert_int_equal(tf_rint(adm, "HLEN taskq:{acl}:msg"), 0);
-    char done[128];
-    snprintf(done, sizeof(done), "taskq:{acl}:done:%s", taskq_result_id(r));
-    assert_true(tf_rint(adm, "PTTL %s", done) > 0);
+    /* The record went to a results generation, which expires. */
+    redisReply *gens = th_cmd(adm, "ZRANGE taskq:{acl}:results 0 -1");
+    assert_int_equal(gens->elements, 1);
+    assert_true(tf_rint(adm, "PTTL taskq:{acl}:results:%s", gens->element[0]->str) > 0);
+    assert_true(tf_rint(adm, "HEXISTS taskq:{acl}:results:%s %s", gens->element[0]->str,
+                        taskq_result_id(r)) == 1);
+    freeReplyObject(gens);
     redisFree(adm);
     taskq_result_free(r);
     taskq_task_free(t);
@@ -337,7 +342,7 @@ static void test_security_acl_covers_scripts(void **state)
         {TQ_SCRIPT_RECOVER, WORKER_ACL},      {TQ_SCRIPT_PROGRESS, WORKER_ACL},
         {TQ_SCRIPT_ENQUEUE, SUBMIT_ACL},      {TQ_SCRIPT_ENQUEUE_MANY, SUBMIT_ACL},
         {TQ_SCRIPT_REVOKE, SUBMIT_ACL},       {TQ_SCRIPT_STATE, SUBMIT_ACL},
-        {TQ_SCRIPT_DEAD_REQUEUE, SUBMIT_ACL},
+        {TQ_SCRIPT_DEAD_REQUEUE, SUBMIT_ACL}, {TQ_SCRIPT_WATCH, SUBMIT_ACL},
     };
     assert_int_equal(sizeof(runs) / sizeof(runs[0]), TQ_SCRIPT_COUNT);
     int checked = 0;

@@ -131,27 +131,38 @@ static void test_keys_cmd_enqueue(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    /* An id chosen by a user (not fresh): the result key too, to clear it. */
-    tq_cmd_enqueue(&c, P, Q, ID, "{\"m\":1}", 7, 250, 0, 1000, 0);
+    /* An id chosen by a user (not fresh): the results index and the result
+     * key too, to clear its old records; no wait: 0 before the delay. */
+    tq_cmd_enqueue(&c, P, Q, ID, "{\"m\":1}", 7, 250, 0, 1000, 0, 0);
     const char *w[] = {TAG "msg",
                        TAG "pending",
                        TAG "delayed",
                        TAG "done:" ID,
+                       TAG "results",
+                       TAG "waiting",
                        TAG "result:" ID,
                        ID,
                        "{\"m\":1}",
                        "1000",
                        TAG "wake",
                        "0",
+                       "0",
                        "250",
                        "0"};
-    expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 5, w, N(w));
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 7, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_ENQUEUE);
     tq_cmd_enqueue_unfresh(&c); /* a no-op: not fresh */
-    expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 5, w, N(w));
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 7, w, N(w));
+    /* Fresh and waited on (submit and wait): the same keys, the wait. */
+    tq_cmd_enqueue(&c, P, Q, ID, "m", 1, 0, 0, 0, 1, 60000);
+    const char *w1[] = {TAG "msg",     TAG "pending", TAG "delayed",    TAG "done:" ID,
+                        TAG "results", TAG "waiting", TAG "result:" ID, ID,
+                        "m",           "0",           TAG "wake",       "1",
+                        "60000"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 7, w1, N(w1));
     /* Fresh, not delayed: no result key, no delay and eta. Message bytes are
      * binary-safe (NUL inside). */
-    tq_cmd_enqueue(&c, P, Q, ID, "a\0b", 3, 0, 0, 0, 1);
+    tq_cmd_enqueue(&c, P, Q, ID, "a\0b", 3, 0, 0, 0, 1, 0);
     const char *w2[] = {
         TAG "msg", TAG "pending", TAG "delayed", TAG "done:" ID, ID, NULL, "0", TAG "wake", "1"};
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 4, w2, N(w2));
@@ -161,11 +172,12 @@ static void test_keys_cmd_enqueue(void **state)
     tq_cmd_enqueue_unfresh(&c);
     w2[8] = "2";
     expect_cmd(&c, TQ_SCRIPT_ENQUEUE, 4, w2, N(w2));
-    /* An eta alone still sends both. */
-    tq_cmd_enqueue(&c, P, Q, ID, "m", 1, 0, 1764100000123LL, 0, 1);
-    assert_int_equal(c.argc, 3 + 4 + 7);
+    /* An eta alone still sends both, after a zero wait. */
+    tq_cmd_enqueue(&c, P, Q, ID, "m", 1, 0, 1764100000123LL, 0, 1, 0);
+    assert_int_equal(c.argc, 3 + 4 + 8);
     assert_string_equal(c.argv[3 + 4 + 5], "0");
-    assert_string_equal(c.argv[3 + 4 + 6], "1764100000123");
+    assert_string_equal(c.argv[3 + 4 + 6], "0");
+    assert_string_equal(c.argv[3 + 4 + 7], "1764100000123");
     tq_cmd_release(&c);
 }
 
@@ -191,9 +203,11 @@ static void test_keys_cmd_ack_one(void **state)
     tq_cmd_ack_begin(&c, P, Q, 77, "w:1:ab", 86400000);
     tq_cmd_ack_add(&c, P, Q, "a", "SUCCESS", "{\"r\":1}", 7);
     tq_cmd_ack_end(&c);
-    const char *w[] = {TAG "msg",   TAG "held", TAG "leases", TAG "lost", TAG "done:a",
-                       "77 w:1:ab", "86400000", "1",          "a",        "{\"r\":1}"};
-    expect_cmd(&c, TQ_SCRIPT_ACK, 5, w, N(w));
+    const char *w[] = {TAG "msg",     TAG "held",    TAG "leases", TAG "lost",
+                       TAG "results", TAG "waiting", "77 w:1:ab",  "86400000",
+                       "1",           "a",           "{\"r\":1}"};
+    expect_cmd(&c, TQ_SCRIPT_ACK, 6, w, N(w));
+    expect_keys_match_lua(&c, TQ_SCRIPT_ACK);
     tq_cmd_release(&c);
 }
 
@@ -202,34 +216,33 @@ static void test_keys_cmd_enqueue_many(void **state)
     (void)state;
     tq_cmd c;
     tq_cmd_init(&c);
-    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1, 1);
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1);
     tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
     tq_cmd_enqueue_many_add(&c, P, Q, "b", "m\0b", 3, 250, 0);
     tq_cmd_enqueue_many_end(&c);
-    const char *w[] = {TAG "msg",  TAG "pending", TAG "delayed", TAG "done:a", TAG "done:b", "100",
-                       TAG "wake", "1",           "2",           "a",          "ma",         "0",
-                       "0",        "b",           NULL,          "250",        "0"};
-    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w, N(w));
-    assert_int_equal(c.argvlen[3 + 5 + 4 + 5], 3);
-    assert_memory_equal(c.argv[3 + 5 + 4 + 5], "m\0b", 3);
+    const char *w[] = {TAG "msg", TAG "pending", TAG "delayed", "100", TAG "wake", "1",   "2", "a",
+                       "ma",      "0",           "0",           "b",   NULL,       "250", "0"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 3, w, N(w));
+    assert_int_equal(c.argvlen[3 + 3 + 4 + 5], 3);
+    assert_memory_equal(c.argv[3 + 3 + 4 + 5], "m\0b", 3);
     /* A resend checks every id (same layout). */
     tq_cmd_enqueue_unfresh(&c);
-    w[7] = "2";
-    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w, N(w));
-    /* Not fresh (ids chosen by a user): the result key too, to clear it;
-     * no task delayed: no delay and eta per task. */
-    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 0, 0);
+    w[5] = "2";
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 3, w, N(w));
+    /* Not fresh (ids chosen by a user): the results index, then result and
+     * done per task, to clear their old records; no task delayed: no delay
+     * and eta per task. */
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 0);
     tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
     tq_cmd_enqueue_many_end(&c);
-    const char *w2[] = {TAG "msg",    TAG "pending", TAG "delayed", TAG "result:a",
-                        TAG "done:a", "100",         TAG "wake",    "0",
-                        "1",          "a",           "ma"};
-    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
+    const char *w2[] = {TAG "msg",    TAG "pending", TAG "delayed", TAG "results", TAG "result:a",
+                        TAG "done:a", "100",         TAG "wake",    "0",           "1",
+                        "a",          "ma"};
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 6, w2, N(w2));
     tq_cmd_enqueue_unfresh(&c); /* a no-op */
-    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 5, w2, N(w2));
-    /* Fresh and not waited on, no task delayed: no per-task key, two
-     * arguments per task. */
-    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1, 0);
+    expect_cmd(&c, TQ_SCRIPT_ENQUEUE_MANY, 6, w2, N(w2));
+    /* Fresh, no task delayed: no per-task key, two arguments per task. */
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1);
     tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
     tq_cmd_enqueue_many_add(&c, P, Q, "b", "m\0b", 3, 0, 0);
     tq_cmd_enqueue_many_end(&c);
@@ -239,7 +252,7 @@ static void test_keys_cmd_enqueue_many(void **state)
     assert_int_equal(c.argvlen[3 + 3 + 4 + 3], 3);
     assert_memory_equal(c.argv[3 + 3 + 4 + 3], "m\0b", 3);
     /* One task with an eta keeps the pair for every task. */
-    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1, 0);
+    tq_cmd_enqueue_many_begin(&c, P, Q, 100, 1);
     tq_cmd_enqueue_many_add(&c, P, Q, "a", "ma", 2, 0, 0);
     tq_cmd_enqueue_many_add(&c, P, Q, "b", "mb", 2, 0, 1700000000000);
     tq_cmd_enqueue_many_end(&c);
@@ -260,14 +273,13 @@ static void test_keys_cmd_ack_three(void **state)
     tq_cmd_ack_add(&c, P, Q, "b", "FAILURE", "r\0b", 3);
     tq_cmd_ack_add(&c, P, Q, "c", "REVOKED", "rc", 2);
     tq_cmd_ack_end(&c);
-    const char *w[] = {TAG "msg",    TAG "held",   TAG "leases", TAG "lost",
-                       TAG "done:a", TAG "done:b", TAG "done:c", "5 w",
-                       "1000",       "3",          "a",          "ra",
-                       "b",          NULL,         "c",          "rc"};
-    expect_cmd(&c, TQ_SCRIPT_ACK, 4 + 3, w, N(w));
-    /* The binary record kept its length through the regrouping. */
-    assert_int_equal(c.argvlen[3 + 13], 3);
-    assert_memory_equal(c.argv[3 + 13], "r\0b", 3);
+    const char *w[] = {TAG "msg",     TAG "held", TAG "leases", TAG "lost", TAG "results",
+                       TAG "waiting", "5 w",      "1000",       "3",        "a",
+                       "ra",          "b",        NULL,         "c",        "rc"};
+    expect_cmd(&c, TQ_SCRIPT_ACK, 6, w, N(w));
+    /* The binary record kept its length. */
+    assert_int_equal(c.argvlen[3 + 12], 3);
+    assert_memory_equal(c.argv[3 + 12], "r\0b", 3);
     tq_cmd_release(&c);
 }
 
@@ -283,14 +295,15 @@ static void test_keys_cmd_ack_reuse(void **state)
         for (int i = 0; i < 20; i++)
             tq_cmd_ack_add(&c, P, Q, "x", "SUCCESS", "r", 1);
         tq_cmd_ack_end(&c);
-        assert_int_equal(c.argc, 3 + 4 + 20 + 3 + 40);
-        assert_string_equal(c.argv[2], "24");
-        assert_string_equal(c.argv[3 + 24 + 2], "20");
+        assert_int_equal(c.argc, 3 + 6 + 3 + 40);
+        assert_string_equal(c.argv[2], "6");
+        assert_string_equal(c.argv[3 + 6 + 2], "20");
     }
     tq_cmd_ack_begin(&c, P, Q, 9, "w", 10);
     tq_cmd_ack_end(&c);
-    const char *w[] = {TAG "msg", TAG "held", TAG "leases", TAG "lost", "9 w", "10", "0"};
-    expect_cmd(&c, TQ_SCRIPT_ACK, 4, w, N(w));
+    const char *w[] = {TAG "msg",     TAG "held", TAG "leases", TAG "lost", TAG "results",
+                       TAG "waiting", "9 w",      "10",         "0"};
+    expect_cmd(&c, TQ_SCRIPT_ACK, 6, w, N(w));
     tq_cmd_release(&c);
 }
 
@@ -327,16 +340,16 @@ static void test_keys_cmd_bury(void **state)
     tq_cmd c;
     tq_cmd_init(&c);
     tq_cmd_bury(&c, P, Q, ID, 44, "w", "bad message", "REC", 1000, 500, 86400000, "ENTRY");
-    const char *w[] = {TAG "msg",  TAG "held",    TAG "leases",     TAG "lost",
-                       TAG "dead", TAG "deadmsg", TAG "result:" ID, TAG "done:" ID,
-                       ID,         "44 w",        "bad message",    "REC",
-                       "1000",     "500",         "86400000",       "ENTRY"};
-    expect_cmd(&c, TQ_SCRIPT_BURY, 8, w, N(w));
+    const char *w[] = {TAG "msg",     TAG "held",       TAG "leases",  TAG "lost",    TAG "dead",
+                       TAG "deadmsg", TAG "result:" ID, TAG "results", TAG "waiting", ID,
+                       "44 w",        "bad message",    "REC",         "1000",        "500",
+                       "86400000",    "ENTRY"};
+    expect_cmd(&c, TQ_SCRIPT_BURY, 9, w, N(w));
     expect_keys_match_lua(&c, TQ_SCRIPT_BURY);
     /* Never held: an empty lease. */
     tq_cmd_bury(&c, P, Q, ID, -1, "w", "r", "REC", 1000, 500, 86400000, "ENTRY");
-    assert_string_equal(c.argv[3 + 9], "");
-    assert_int_equal(c.argvlen[3 + 9], 0);
+    assert_string_equal(c.argv[3 + 10], "");
+    assert_int_equal(c.argvlen[3 + 10], 0);
     tq_cmd_release(&c);
 }
 
@@ -366,25 +379,30 @@ static void test_keys_cmd_recover_revoke_state(void **state)
     expect_keys_match_lua(&c, TQ_SCRIPT_RECOVER);
 
     tq_cmd_revoke(&c, P, Q, ID, "REC", 777);
-    const char *w2[] = {
-        TAG "msg", TAG "held", TAG "delayed", TAG "result:" ID, TAG "done:" ID, TAG "lost",
-        ID,        "REC",      "777"};
-    expect_cmd(&c, TQ_SCRIPT_REVOKE, 6, w2, N(w2));
+    const char *w2[] = {TAG "msg",  TAG "held",    TAG "delayed", TAG "result:" ID,
+                        TAG "lost", TAG "results", TAG "waiting", ID,
+                        "REC",      "777"};
+    expect_cmd(&c, TQ_SCRIPT_REVOKE, 7, w2, N(w2));
     expect_keys_match_lua(&c, TQ_SCRIPT_REVOKE);
 
     tq_cmd_state(&c, P, Q, ID);
-    const char *w3[] = {TAG "msg", TAG "held", TAG "result:" ID, TAG "done:" ID, ID};
+    const char *w3[] = {TAG "msg", TAG "held", TAG "result:" ID, TAG "results", ID};
     expect_cmd(&c, TQ_SCRIPT_STATE, 4, w3, N(w3));
     expect_keys_match_lua(&c, TQ_SCRIPT_STATE);
 
+    tq_cmd_watch(&c, P, Q, ID, 60000);
+    const char *w5[] = {TAG "msg",     TAG "held", TAG "result:" ID, TAG "done:" ID, TAG "results",
+                        TAG "waiting", ID,         "60000"};
+    expect_cmd(&c, TQ_SCRIPT_WATCH, 6, w5, N(w5));
+    expect_keys_match_lua(&c, TQ_SCRIPT_WATCH);
+
     tq_cmd_dead_requeue(&c, P, Q, ID, "M\0G", 3);
-    const char *w4[] = {TAG "dead",       TAG "deadmsg",  TAG "msg", TAG "pending",
-                        TAG "result:" ID, TAG "done:" ID, ID,        NULL,
-                        TAG "wake"};
-    expect_cmd(&c, TQ_SCRIPT_DEAD_REQUEUE, 6, w4, N(w4));
+    const char *w4[] = {TAG "dead",     TAG "deadmsg", TAG "msg", TAG "pending", TAG "result:" ID,
+                        TAG "done:" ID, TAG "results", ID,        NULL,          TAG "wake"};
+    expect_cmd(&c, TQ_SCRIPT_DEAD_REQUEUE, 7, w4, N(w4));
     expect_keys_match_lua(&c, TQ_SCRIPT_DEAD_REQUEUE);
-    assert_int_equal(c.argvlen[10], 3);
-    assert_memory_equal(c.argv[10], "M\0G", 3);
+    assert_int_equal(c.argvlen[11], 3);
+    assert_memory_equal(c.argv[11], "M\0G", 3);
     tq_cmd_release(&c);
 }
 

@@ -1,0 +1,37 @@
+-- Final records (docs/PROTOCOL.md#results). They live in generation hashes,
+-- <idx>:<start> (id -> record), listed in the index <idx> = <base>results
+-- (start -> the ms when the generation retires): one hash field per task
+-- instead of a key with its own expiry, which cost Redis as much as the rest
+-- of the ack together. A generation spans an eighth of the result TTL
+-- (1 s .. 1 h), so a record lives between ttl and ttl + span. The waiters of
+-- a task (<base>waiting: id -> deadline) get its record pushed to
+-- <base>done:<id>, where they block. Every key here shares the queue's hash
+-- tag with idx: one cluster slot.
+
+-- The hashes listed in idx, the latest to retire first.
+local function results_gens(idx)
+  local g = redis.call('ZRANGE', idx, 0, -1)
+  local keys, n = {}, #g
+  for i = 1, n do keys[i] = idx .. ':' .. g[n + 1 - i] end
+  return keys
+end
+
+-- The final record of id, or nil.
+local function results_find(idx, id)
+  for _, k in ipairs(results_gens(idx)) do
+    local r = redis.call('HGET', k, id)
+    if r then return r end
+  end
+  return nil
+end
+
+-- Drop the final records of ids[1..n] (an id chosen by a user, used again).
+local function results_forget(idx, ids, n)
+  if n == 0 then return end
+  for _, k in ipairs(results_gens(idx)) do
+    for i = 1, n, 500 do
+      redis.call('HDEL', k, unpack(ids, i, math.min(i + 499, n)))
+    end
+  end
+end
+

@@ -2,9 +2,11 @@
 # Embed broker/lua/*.lua into C: name, body and SHA1 (computed here, at build
 # time, so EVALSHA works without a SCRIPT LOAD round trip and without any
 # runtime state). Whole-line comments after the header block are left out of
-# the body (less to send with EVAL, and C11 compilers need not take string
-# literals over 4095 bytes); the header (docs link, KEYS, ARGV) stays, tests
-# check the builders against it. The SHA1 is that of the body as embedded.
+# the body, and so is the indentation of code lines (less to send with EVAL,
+# and C11 compilers need not take string literals over 4095 bytes; scripts
+# keep no multi-line strings); the header (docs link, KEYS, ARGV) stays,
+# tests check the builders against it. The SHA1 is that of the body as
+# embedded.
 # Usage: gen_scripts.sh OUT.c lua/a.lua lua/b.lua ...
 set -eu
 out=$1; shift
@@ -21,7 +23,11 @@ expand() {
     }
     { print }' "$1"
 }
-body() { expand "$1" | awk '{ if ($0 !~ /^[[:space:]]*--/) { code = 1; print } else if (!code) print }'; }
+body() {
+  expand "$1" | awk '{
+    if ($0 !~ /^[[:space:]]*--/) { code = 1; sub(/^[[:space:]]+/, ""); print }
+    else if (!code) print }'
+}
 for f in "$@"; do
   for inc in $(sed -n 's/^-- @include \([a-z_]*\)$/\1/p' "$f"); do
     [ -f "$(dirname "$f")/lib/$inc.lua" ] || { echo "gen_scripts.sh: $f: no lib/$inc.lua" >&2; exit 1; }

@@ -1105,6 +1105,20 @@ static struct timeval tv_of(double s)
     return tv;
 }
 
+/* A stored record (JSON text) into *out. */
+static int record_result(taskq_client *c, const char *s, size_t len, taskq_result **out)
+{
+    json_t *rec = NULL;
+    taskq_state st = TASKQ_PENDING;
+    int rc = parse_record(c, s, len, &rec, &st);
+    if (rc < 0)
+        return rc;
+    char *raw = tq_xstrndup(s, len);
+    *out = result_from_record(rec, st, raw);
+    free(raw);
+    return 0;
+}
+
 /* Interpret a state-script reply into *out (see fetch_state). */
 static int state_reply(taskq_client *c, const char *queue, const char *id, const redisReply *r,
                        taskq_result **out)
@@ -1114,14 +1128,7 @@ static int state_reply(taskq_client *c, const char *queue, const char *id, const
         return fail(c, TASKQ_EREDIS, "state of %s failed: %s", id,
                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     if (r->element[0]->type == REDIS_REPLY_STRING) {
-        json_t *rec = NULL;
-        taskq_state st = TASKQ_PENDING;
-        int rc = parse_record(c, r->element[0]->str, r->element[0]->len, &rec, &st);
-        if (rc < 0)
-            return rc;
-        char *raw = tq_xstrndup(r->element[0]->str, r->element[0]->len);
-        *out = result_from_record(rec, st, raw);
-        free(raw);
+        return record_result(c, r->element[0]->str, r->element[0]->len, out);
     } else if (r->element[1]->integer == 1) {
         *out = result_derived(queue, id, TASKQ_STARTED);
     } else if (r->element[2]->integer == 1) {
@@ -1143,17 +1150,18 @@ static double wait_window(double left)
 
 /* One round trip: [pre (an enqueue that registers the wait) or the watch
  * script, BLMOVE on the done list for the window of `left` seconds (< 0: no
- * limit), the state script]. The BLMOVE blocks in Redis until the task
- * reaches a final state (an ack pushes the record to the done list of a
- * registered task; rotating the list onto itself leaves it for other
- * waiters) or the window ends. *pre_reply receives pre's reply when pre is
- * given (caller frees). */
+ * limit)]. The BLMOVE blocks in Redis until the task reaches a final state
+ * (an ack pushes the record to the done list of a registered task; rotating
+ * the list onto itself leaves it for other waiters) and returns the record
+ * itself; only when the window ends first (or the enqueue was refused) does
+ * a second round trip read the state. *pre_reply receives pre's reply when
+ * pre is given (caller frees). */
 static int block_then_state(taskq_client *c, const char *queue, const char *id, double left,
                             const tq_cmd *pre, redisReply **pre_reply, taskq_result **out)
 {
     char key[TQ_KEY_MAX], tmo[32];
-    tq_cmd cmds[3];
-    redisReply *replies[3] = {NULL, NULL, NULL};
+    tq_cmd cmds[2];
+    redisReply *replies[2] = {NULL, NULL};
     int rc;
     double win = wait_window(left);
     *out = NULL;
@@ -1182,11 +1190,8 @@ static int block_then_state(taskq_client *c, const char *queue, const char *id, 
     const char *argv[] = {"BLMOVE", key, key, "RIGHT", "LEFT", tmo};
     for (int i = 0; i < 6; i++)
         tq_cmd_add_str(bl, argv[i]);
-    tq_cmd *st = &cmds[2];
-    tq_cmd_init(st);
-    tq_cmd_state(st, c->prefix, queue, id);
     redisSetTimeout(c->rc, tv_of(win + c->timeout));
-    if (tq_sconn_pipeline(c->rc, cmds, 3, replies) < 0) {
+    if (tq_sconn_pipeline(c->rc, cmds, 2, replies) < 0) {
         conn_lost(c);
         rc = TASKQ_ECONN;
     } else {
@@ -1194,8 +1199,10 @@ static int block_then_state(taskq_client *c, const char *queue, const char *id, 
         redisReply *br = replies[1];
         if (br->type == REDIS_REPLY_ERROR)
             rc = fail(c, TASKQ_EREDIS, "waiting for %s failed: %s", id, br->str);
-        else
-            rc = state_reply(c, queue, id, replies[2], out);
+        else if (br->type == REDIS_REPLY_STRING && strcmp(br->str, "REFUSED") != 0)
+            rc = record_result(c, br->str, br->len, out);
+        else /* the window ended, or REFUSED: what is the state now? */
+            rc = fetch_state(c, queue, id, 0, out);
     }
     if (pre) {
         *pre_reply = replies[0];
@@ -1203,10 +1210,9 @@ static int block_then_state(taskq_client *c, const char *queue, const char *id, 
     } else {
         tq_cmd_release(&cmds[0]);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 2; i++)
         freeReplyObject(replies[i]);
     tq_cmd_release(bl);
-    tq_cmd_release(st);
     return rc;
 }
 
@@ -1250,7 +1256,7 @@ int taskq_submit_wait(taskq_client *c, const taskq_task *t, double timeout, char
 {
     char idbuf[TASKQ_ID_SIZE];
     int rc;
-    unsigned need = (1u << TQ_SCRIPT_ENQUEUE) | (1u << TQ_SCRIPT_STATE);
+    unsigned need = 1u << TQ_SCRIPT_ENQUEUE;
     *out = NULL;
     if (!c->rc || (c->cached & need) != need || t->id[0] ||
         (c->validate && (!t->name || !sig_find(c, t->name)))) {

@@ -73,8 +73,7 @@ if ns > 0 then
     fields[2 * k - 1] = ARGV[2 + i * 2]
     fields[2 * k] = ARGV[3 + i * 2]
   end
-  results_put(KEYS[5], now, tonumber(ARGV[2]), fields, 2 * ns)
-  results_notify(KEYS[5], KEYS[6], now, fields, 2 * ns)
+  results_put(KEYS[5], KEYS[6], now, tonumber(ARGV[2]), fields, 2 * ns)
 end
 -- The fetch's last task settled: its lease goes (a lease lives exactly as
 -- long as some task is held under its token).

@@ -28,6 +28,5 @@ end
 -- The final record goes to the results; an older intermediate record goes.
 redis.call('DEL', KEYS[7])
 local fields = {id, ARGV[4]}
-results_put(KEYS[8], now, tonumber(ARGV[5]), fields, 2)
-results_notify(KEYS[8], KEYS[9], now, fields, 2)
+results_put(KEYS[8], KEYS[9], now, tonumber(ARGV[5]), fields, 2)
 return 1

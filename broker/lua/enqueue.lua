@@ -12,6 +12,7 @@
 -- duplicate id, -2 queue full.
 -- @include due
 -- @include results
+-- @include results_wait
 local id = ARGV[1]
 local cap = tonumber(ARGV[3])
 if cap > 0 and redis.call('HLEN', KEYS[1]) >= cap then
@@ -36,11 +37,7 @@ end
 local t
 if wait > 0 then
   t = redis.call('TIME')
-  local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + wait + 5000
-  redis.call('ZADD', KEYS[6], 'GT', deadline, id)
-  if redis.call('PEXPIRETIME', KEYS[6]) < deadline then
-    redis.call('PEXPIREAT', KEYS[6], deadline)
-  end
+  results_register(KEYS[6], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), id, wait)
 end
 local delay = tonumber(ARGV[7] or 0)
 local eta = tonumber(ARGV[8] or 0)

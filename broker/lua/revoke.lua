@@ -17,6 +17,5 @@ redis.call('DEL', KEYS[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local fields = {id, ARGV[2]}
-results_put(KEYS[6], now, tonumber(ARGV[3]), fields, 2)
-results_notify(KEYS[6], KEYS[7], now, fields, 2)
+results_put(KEYS[6], KEYS[7], now, tonumber(ARGV[3]), fields, 2)
 return 1

@@ -428,8 +428,8 @@ static void assert_final(const char *id, const char *want)
 }
 
 /* id's final record is in a generation that expires with the TTL: in
- * (ttl - 5000, ttl + 2 * span] ms (a record lives between ttl and ttl + span,
- * its hash a span longer), its start a multiple of the span, listed in an
+ * (ttl - 5000, ttl + 3 * span] ms (a record lives between ttl and ttl + span,
+ * its hash two spans longer), its start a multiple of the span, listed in an
  * index that expires no earlier than it. */
 static void assert_final_ttl(const char *id, long long ttl)
 {
@@ -440,8 +440,8 @@ static void assert_final_ttl(const char *id, long long ttl)
     free(r);
     assert_int_equal(start % span, 0);
     long long t = cmd_int("PTTL %s", gen_key(start));
-    if (t <= ttl - 5000 || t > ttl + 2 * span)
-        fail_msg("PTTL %s = %lld, want %lld..%lld", gen_key(start), t, ttl - 5000, ttl + 2 * span);
+    if (t <= ttl - 5000 || t > ttl + 3 * span)
+        fail_msg("PTTL %s = %lld, want %lld..%lld", gen_key(start), t, ttl - 5000, ttl + 3 * span);
     long long gen_at = cmd_int("PEXPIRETIME %s", gen_key(start));
     long long idx_at = cmd_int("PEXPIRETIME %s", qk("results"));
     if (idx_at < gen_at)
@@ -1298,7 +1298,6 @@ static void test_scripts_revoke(void **state)
     assert_int_equal(revoke("C", "revoked-c"), 1);
     assert_notified("C", "revoked-c");
     assert_final("C", "revoked-c");
-    assert_int_equal(cmd_int("EXISTS %s", qk("waiting")), 0);
     fetched f;
     fetch(&f, "w", 2, 10000);
     assert_int_equal(f.n, 1);
@@ -1679,6 +1678,7 @@ static void test_scripts_watch_registers(void **state)
     assert_int_equal(ack1(f.token, f.wid, "W", "SUCCESS", rec), 1);
     assert_notified("W", rec);
     assert_final("W", rec);
+    /* The registration goes with the notification. */
     assert_true(cmd_str("ZSCORE %s W", qk("waiting")) == NULL);
     /* The others are not woken by it. */
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "V")), 0);
@@ -1692,9 +1692,54 @@ static void test_scripts_watch_registers(void **state)
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "X")), 0);
     assert_final("N", "rn");
     assert_final("X", "rx");
+    /* X's registration, past its deadline, went with its ack too. */
     assert_int_equal(cmd_int("EXISTS %s", qk("waiting")), 0);
     fetched_clear(&f);
     free(rec);
+}
+
+/* Registrations past their deadline are shed by a watch, and by an ack of
+ * several tasks once the set holds more than 1,000; live ones stay. The set
+ * expires after the longest registration there can be (a window of at
+ * most a minute, plus 5 s). */
+static void test_scripts_waiting_shed(void **state)
+{
+    (void)state;
+    long long past = redis_now_ms() - 1000;
+    for (int i = 0; i < 1001; i++)
+        freeReplyObject(cmd("ZADD %s %lld old%d", qk("waiting"), past, i));
+    enqueue("L", 0);
+    enqueue("M", 0);
+    enqueue("K", 0);
+    freeReplyObject(watch("L", 30000)); /* a watch sheds the dead ones */
+    assert_int_equal(cmd_int("ZCARD %s", qk("waiting")), 1);
+    long long pttl = cmd_int("PTTL %s", qk("waiting"));
+    assert_true(pttl > 60000 && pttl <= 65000);
+    freeReplyObject(watch("K", 30000));
+    for (int i = 0; i < 1001; i++)
+        freeReplyObject(cmd("ZADD %s %lld old%d", qk("waiting"), past, i));
+    fetched f;
+    fetch(&f, "w", 3, 10000);
+    assert_int_equal(f.n, 3);
+    /* An ack of two (L, M) sheds the dead ones and L's, not K's. */
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_ack_begin(&c, PFX, Q, f.token, f.wid, TTL);
+    tq_cmd_ack_add(&c, PFX, Q, "L", "SUCCESS", "rl", 2);
+    tq_cmd_ack_add(&c, PFX, Q, "M", "SUCCESS", "rm", 2);
+    tq_cmd_ack_end(&c);
+    redisReply *r = run(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->element[0]->integer, 2);
+    freeReplyObject(r);
+    tq_cmd_release(&c);
+    assert_notified("L", "rl");
+    assert_int_equal(cmd_int("EXISTS %s", tk("done", "M")), 0);
+    assert_int_equal(cmd_int("ZCARD %s", qk("waiting")), 1);
+    char *k = cmd_str("ZSCORE %s K", qk("waiting"));
+    assert_non_null(k);
+    free(k);
+    fetched_clear(&f);
 }
 
 /* watch on a task that has finished puts its record in done:<id> at once
@@ -1740,10 +1785,11 @@ static int early_in_span_cond(void *arg)
 
 /* The results generations: a record goes into the generation of its span
  * (start = now - now % span), listed in the index with the time it retires,
- * start + span + ttl, and expiring a span after that; a longer TTL in the
- * same generation postpones both, a shorter one does not bring them
- * forward. The next write after the retirement time unlinks the generation
- * and drops it from the index. */
+ * start + span + ttl, and expiring two spans after that; a longer TTL in
+ * the same generation postpones both, a shorter one does not bring them
+ * forward. The first write to a new generation after the retirement time
+ * unlinks the old one and drops it from the index, and sheds the waiter
+ * registrations past their deadline. */
 static void test_scripts_results_generations(void **state)
 {
     (void)state;
@@ -1767,8 +1813,8 @@ static void test_scripts_results_generations(void **state)
     assert_int_equal(cmd_int("ZCARD %s", qk("results")), 1);
     long long retire = retire_of(start);
     assert_int_equal(retire, start + span + ttl);
-    assert_int_equal(cmd_int("PEXPIRETIME %s", gen_key(start)), retire + span);
-    assert_true(cmd_int("PEXPIRETIME %s", qk("results")) >= retire + span);
+    assert_int_equal(cmd_int("PEXPIRETIME %s", gen_key(start)), retire + 2 * span);
+    assert_true(cmd_int("PEXPIRETIME %s", qk("results")) >= retire + 2 * span);
     assert_final_ttl("g1", ttl);
 
     /* A longer TTL (the span is the same up to 8 s), then a shorter one. */
@@ -1784,8 +1830,8 @@ static void test_scripts_results_generations(void **state)
         assert_int_equal(cmd_int("HLEN %s", gen_key(start)), 3);
         retire = retire_of(start);
         assert_int_equal(retire, start + span + ttl + 1000);
-        assert_int_equal(cmd_int("PEXPIRETIME %s", gen_key(start)), retire + span);
-        assert_true(cmd_int("PEXPIRETIME %s", qk("results")) >= retire + span);
+        assert_int_equal(cmd_int("PEXPIRETIME %s", gen_key(start)), retire + 2 * span);
+        assert_true(cmd_int("PEXPIRETIME %s", qk("results")) >= retire + 2 * span);
     } else {
         print_message("acks crossed a span boundary: postponement not checked\n");
     }
@@ -1798,8 +1844,16 @@ static void test_scripts_results_generations(void **state)
     assert_int_equal(cmd_int("PERSIST %s", qk("results")), 1);
     wait_redis_time_past(retire);
     assert_int_equal(cmd_int("EXISTS %s", gen_key(start)), 1);
+    /* A dead registration (its waiter gone) and a live one. */
+    freeReplyObject(cmd("ZADD %s %lld gone", qk("waiting"), redis_now_ms() - 1));
+    freeReplyObject(cmd("ZADD %s %lld live", qk("waiting"), redis_now_ms() + 60000));
     assert_int_equal(ack1_ttl(f.token, f.wid, "g4", "SUCCESS", "r4", ttl), 1);
     assert_int_equal(cmd_int("EXISTS %s", gen_key(start)), 0);
+    /* A new generation sheds the dead registration, not the live one. */
+    assert_true(cmd_str("ZSCORE %s gone", qk("waiting")) == NULL);
+    char *live = cmd_str("ZSCORE %s live", qk("waiting"));
+    assert_non_null(live);
+    free(live);
     assert_int_equal(retire_of(start), -1);
     assert_final("g1", NULL);
     state_of("g1", NULL, 0, 0);
@@ -1812,7 +1866,7 @@ static void test_scripts_results_generations(void **state)
     assert_str_reply(final_record_at("g4", &start4), "r4");
     assert_true(start4 > start);
     assert_int_equal(retire_of(start4), start4 + span + ttl);
-    assert_int_equal(cmd_int("PEXPIRETIME %s", qk("results")), retire_of(start4) + span);
+    assert_int_equal(cmd_int("PEXPIRETIME %s", qk("results")), retire_of(start4) + 2 * span);
     assert_final_ttl("g4", ttl);
     state_of("g4", "r4", 0, 0);
     fetched_clear(&f);
@@ -1888,9 +1942,9 @@ static void test_scripts_results_generation_remade_expires(void **state)
     if (sy != sx)
         print_message("note: the acks fell into two generations; the hash was not remade\n");
     long long pttl = cmd_int("PTTL %s", gen_key(sy));
-    if (pttl <= TTL - 5000 || pttl > TTL + 2 * span_of(TTL))
+    if (pttl <= TTL - 5000 || pttl > TTL + 3 * span_of(TTL))
         fail_msg("generation %lld: PTTL %lld, want %d..%lld", sy, pttl, TTL - 5000,
-                 TTL + 2 * span_of(TTL));
+                 TTL + 3 * span_of(TTL));
 }
 
 /* revoke of a task that has finished (acked, buried or revoked) says so
@@ -1922,7 +1976,7 @@ static void test_scripts_revoke_finished(void **state)
 
 /* After every kind of write, each key either expires or is one of the
  * bounded per-queue structures, and carries the queue's hash tag: the
- * results generations and their index expire a TTL and at most two spans
+ * results generations and their index expire a TTL and at most three spans
  * after the last record, the waiter registrations and notifications too. */
 static void test_scripts_keys_bounded_or_ttl(void **state)
 {
@@ -1932,8 +1986,7 @@ static void test_scripts_keys_bounded_or_ttl(void **state)
     enqueue("k3", 0);
     enqueue("k4", 0);
     enqueue("k5", 60000);
-    /* A waiter on k1 (notified by its ack) and a submit-and-wait (k6, left
-     * registered). */
+    /* A waiter on k1 (notified by its ack) and a submit-and-wait (k6). */
     freeReplyObject(watch("k1", 10000));
     char *m6 = make_msg("k6", 0);
     assert_int_equal(enqueue_full("k6", m6, 0, 0, 0, 0, 10000, NULL, 0), 1);
@@ -1975,13 +2028,13 @@ static void test_scripts_keys_bounded_or_ttl(void **state)
         long long max = TTL;
         if (strcmp(kind, "results") == 0) {
             seen[INDEX]++;
-            max = TTL + 2 * span_of(TTL);
+            max = TTL + 3 * span_of(TTL);
         } else if (strncmp(kind, "results:", 8) == 0) {
             seen[GEN]++;
-            max = TTL + 2 * span_of(TTL);
+            max = TTL + 3 * span_of(TTL);
         } else if (strcmp(kind, "waiting") == 0) {
             seen[WAITING]++;
-            max = 10000 + 5000;
+            max = 60000 + 5000;
         } else if (strncmp(kind, "done:", 5) == 0) {
             seen[DONE]++;
             max = 60000;
@@ -2004,6 +2057,7 @@ static void test_scripts_keys_bounded_or_ttl(void **state)
     assert_int_equal(seen[DONE], 1);
     assert_int_equal(seen[RESULT], 1);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "k1")), 1);
+    /* k1's registration went with its notification; k6's stays. */
     assert_int_equal(cmd_int("ZCARD %s", qk("waiting")), 1);
 }
 
@@ -2140,6 +2194,7 @@ int main(void)
         T(test_scripts_results_generations),
         T(test_scripts_reenqueue_forgets_final_record),
         T(test_scripts_results_generation_remade_expires),
+        T(test_scripts_waiting_shed),
         T(test_scripts_revoke_finished),
         T(test_scripts_keys_bounded_or_ttl),
         T(test_scripts_wake_channel),

@@ -259,6 +259,15 @@ static void fetch(fetched *f, const char *wid, int max, long long lease_ms)
     tq_cmd_release(&c);
 }
 
+/* Queue task id (not delayed) and fetch it alone as worker "w". */
+static void take_one(const char *id, fetched *f)
+{
+    enqueue(id, 0);
+    fetch(f, "w", 1, 10000);
+    assert_int_equal(f->n, 1);
+    assert_string_equal(f->id[0], id);
+}
+
 /* ack one task, its record kept ttl ms; returns 1 if it was settled, 0 if
  * not. */
 static long long ack1_ttl(long long token, const char *wid, const char *id, const char *state,
@@ -1564,9 +1573,8 @@ static void test_scripts_state(void **state)
 static void test_scripts_progress(void **state)
 {
     (void)state;
-    enqueue("P", 0);
     fetched f;
-    fetch(&f, "w", 1, 10000);
+    take_one("P", &f);
     tq_cmd c;
     tq_cmd_init(&c);
     tq_cmd_progress(&c, PFX, Q, "P", f.token + 1, "stale", TTL);
@@ -1583,9 +1591,8 @@ static void test_scripts_progress(void **state)
 static void test_scripts_dead_requeue(void **state)
 {
     (void)state;
-    enqueue("Z", 0);
     fetched f;
-    fetch(&f, "w", 1, 10000);
+    take_one("Z", &f);
     assert_int_equal(bury("Z", f.token, f.wid, "rec", 10, 86400000, "{\"id\":\"Z\"}"), 1);
     fetched_clear(&f);
     assert_final("Z", "rec");
@@ -1748,10 +1755,8 @@ static void test_scripts_waiting_shed(void **state)
 static void test_scripts_watch_finished(void **state)
 {
     (void)state;
-    enqueue("F", 0);
     fetched f;
-    fetch(&f, "w", 1, 10000);
-    assert_int_equal(f.n, 1);
+    take_one("F", &f);
     char *rec = make_record("F", "SUCCESS");
     assert_int_equal(ack1(f.token, f.wid, "F", "SUCCESS", rec), 1);
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "F")), 0);

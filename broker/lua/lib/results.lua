@@ -3,7 +3,8 @@
 -- (start -> the ms when the generation retires): one hash field per task
 -- instead of a key with its own expiry, which cost Redis as much as the rest
 -- of the ack together. A generation spans an eighth of the result TTL
--- (1 s .. 1 h), so a record lives between ttl and ttl + span. The waiters of
+-- (1 s .. 1 h) and retires ttl after its end, so a record is kept at least
+-- ttl, and is gone at most three spans after that. The waiters of
 -- a task (<base>waiting: id -> deadline) get its record pushed to
 -- <base>done:<id>, where they block. Every key here shares the queue's hash
 -- tag with idx: one cluster slot.

@@ -26,10 +26,10 @@
 #define DEFAULT_QUEUE_CAP 10000000LL
 #define REVOKED_TTL_MS (86400LL * 1000)
 #define SIG_CACHE_MS 5000
+#define SIG_CACHE_MAX 256
 /* A blocking wait blocks in windows of at most this long, re-registering
  * its interest each time (a registration must expire, docs/PROTOCOL.md). */
 #define WAIT_WINDOW_S 60.0
-#define SIG_CACHE_MAX 256
 
 /* A published signature, cached so a busy submitter costs no extra round
  * trip per task. sig NULL with known 1: published without a signature. */

@@ -297,6 +297,23 @@ static long long ack1(long long token, const char *wid, const char *id, const ch
     return ack1_ttl(token, wid, id, state, record, TTL);
 }
 
+/* ack ids[i] with recs[i] (i < n) in one call under f's lease: the reply
+ * (the caller frees it). */
+static redisReply *ack_batch(const fetched *f, const char *const *ids, const char *const *recs,
+                             int n)
+{
+    tq_cmd c;
+    tq_cmd_init(&c);
+    tq_cmd_ack_begin(&c, PFX, Q, f->token, f->wid, TTL);
+    for (int i = 0; i < n; i++)
+        tq_cmd_ack_add(&c, PFX, Q, ids[i], "SUCCESS", recs[i], strlen(recs[i]));
+    tq_cmd_ack_end(&c);
+    redisReply *r = run(&c);
+    tq_cmd_release(&c);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    return r;
+}
+
 static long long revoke(const char *id, const char *record)
 {
     tq_cmd c;
@@ -958,16 +975,9 @@ static void test_scripts_ack_batch(void **state)
     fetched f;
     fetch(&f, "w", 3, 10000);
     assert_int_equal(f.n, 3);
-    tq_cmd c;
-    tq_cmd_init(&c);
-    tq_cmd_ack_begin(&c, PFX, Q, f.token, f.wid, TTL);
-    tq_cmd_ack_add(&c, PFX, Q, "b1", "SUCCESS", "r1", 2);
-    tq_cmd_ack_add(&c, PFX, Q, "zz", "SUCCESS", "rz", 2); /* not held */
-    tq_cmd_ack_add(&c, PFX, Q, "b3", "FAILURE", "r3", 2);
-    tq_cmd_ack_end(&c);
-    redisReply *r = run(&c);
+    const char *ids1[] = {"b1", "zz" /* not held */, "b3"}, *recs1[] = {"r1", "rz", "r3"};
+    redisReply *r = ack_batch(&f, ids1, recs1, 3);
     /* Two settled; the second (position 2) was not. */
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_int_equal(r->elements, 2);
     assert_int_equal(r->element[0]->integer, 2);
     assert_int_equal(r->element[1]->integer, 2);
@@ -991,11 +1001,8 @@ static void test_scripts_ack_batch(void **state)
     assert_true(lease_of(&f) > 0); /* its lease stays while b2 is held */
     assert_int_equal(cmd_int("HLEN %s", qk("msg")), 1);
     /* An id given twice in one batch is settled once: the first record. */
-    tq_cmd_ack_begin(&c, PFX, Q, f.token, f.wid, TTL);
-    tq_cmd_ack_add(&c, PFX, Q, "b2", "SUCCESS", "first", 5);
-    tq_cmd_ack_add(&c, PFX, Q, "b2", "FAILURE", "second", 6);
-    tq_cmd_ack_end(&c);
-    r = run(&c);
+    const char *ids2[] = {"b2", "b2"}, *recs2[] = {"first", "second"};
+    r = ack_batch(&f, ids2, recs2, 2);
     assert_int_equal(r->elements, 2);
     assert_int_equal(r->element[0]->integer, 1); /* one settled */
     assert_int_equal(r->element[1]->integer, 2); /* the second copy not */
@@ -1003,7 +1010,6 @@ static void test_scripts_ack_batch(void **state)
     assert_final("b2", "first");
     assert_int_equal(held_by("b2"), -1);
     assert_int_equal(lease_of(&f), -1); /* the fetch's last task went */
-    tq_cmd_release(&c);
     fetched_clear(&f);
 }
 
@@ -1729,17 +1735,10 @@ static void test_scripts_waiting_shed(void **state)
     fetch(&f, "w", 3, 10000);
     assert_int_equal(f.n, 3);
     /* An ack of two (L, M) sheds the dead ones and L's, not K's. */
-    tq_cmd c;
-    tq_cmd_init(&c);
-    tq_cmd_ack_begin(&c, PFX, Q, f.token, f.wid, TTL);
-    tq_cmd_ack_add(&c, PFX, Q, "L", "SUCCESS", "rl", 2);
-    tq_cmd_ack_add(&c, PFX, Q, "M", "SUCCESS", "rm", 2);
-    tq_cmd_ack_end(&c);
-    redisReply *r = run(&c);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    const char *ids[] = {"L", "M"}, *recs[] = {"rl", "rm"};
+    redisReply *r = ack_batch(&f, ids, recs, 2);
     assert_int_equal(r->element[0]->integer, 2);
     freeReplyObject(r);
-    tq_cmd_release(&c);
     assert_notified("L", "rl");
     assert_int_equal(cmd_int("EXISTS %s", tk("done", "M")), 0);
     assert_int_equal(cmd_int("ZCARD %s", qk("waiting")), 1);

@@ -32,7 +32,7 @@ CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", \
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      build-essential pkg-config libhiredis-dev libevent-dev libjansson-dev libssl-dev \
+      build-essential pkg-config libhiredis-dev libevent-dev libjansson-dev libyajl-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what `make` reads, so that editing tests or docs does not rebuild.
@@ -55,7 +55,7 @@ FROM debian:bookworm-slim AS runtime
 # (docs/SECURITY.md).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libhiredis0.14 libevent-2.1-7 libevent-pthreads-2.1-7 libjansson4 libssl3 \
+      libhiredis0.14 libevent-2.1-7 libevent-pthreads-2.1-7 libjansson4 libyajl2 libssl3 \
  && rm -rf /var/lib/apt/lists/*
 # Binaries, libtaskq (static, shared, taskq.pc), the headers taskq.h and
 # taskq_worker.h, the workload example, and the example task library.

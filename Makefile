@@ -9,7 +9,7 @@ DESTDIR   ?=
 BUILD     ?= build
 CC        ?= cc
 
-PKGS      := hiredis libevent libevent_pthreads jansson
+PKGS      := hiredis libevent libevent_pthreads jansson yajl
 # libcrypto: its headers only; tq_sign loads the library when a signing key
 # is configured (broker/tq_sign.c says why).
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcrypto 2>/dev/null)
@@ -88,7 +88,7 @@ $(PCFILE): FORCE
 	@mkdir -p $(dir $@)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: taskq' 'Description: taskq distributed task queue client library' \
-	  'Version: $(VERSION)' 'Requires.private: hiredis jansson' \
+	  'Version: $(VERSION)' 'Requires.private: hiredis jansson yajl' \
 	  'Libs: -L$${libdir} -ltaskq' 'Cflags: -I$${includedir}' > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 

@@ -2,7 +2,7 @@
 # Install the Debian 12 packages taskq needs to build and test, if missing.
 # As root: apt-get, non-interactive. Otherwise: say exactly what is missing.
 set -eu
-PKGS="build-essential pkg-config libhiredis-dev libevent-dev libjansson-dev libcmocka-dev \
+PKGS="build-essential pkg-config libhiredis-dev libevent-dev libjansson-dev libyajl-dev libcmocka-dev \
 libssl-dev redis-server redis-tools clang valgrind cppcheck clang-format"
 missing=""
 for p in $PKGS; do

@@ -1,5 +1,5 @@
 # libFuzzer targets (included by the top-level Makefile).
-#   tests/fuzz/fuzz_<t>.c     one LLVMFuzzerTestOneInput per parser: msg, sig, url
+#   tests/fuzz/fuzz_<t>.c     one LLVMFuzzerTestOneInput per parser: msg, sig, url, json
 #   tests/fuzz/corpus/<t>/    the seed corpus, kept small and meaningful
 #
 # The targets are built with clang, libFuzzer, ASan and UBSan, with the
@@ -17,7 +17,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := msg sig url
+FUZZ_TARGETS := msg sig url json
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 FUZZ_CFLAGS  := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

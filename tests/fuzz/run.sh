@@ -20,7 +20,7 @@ case $secs in
 esac
 MAKE=${MAKE:-make}
 BUILD=${BUILD:-build}
-targets="msg sig url"
+targets="msg sig url json"
 logdir=$BUILD/fuzz/logs
 mkdir -p "$logdir"
 pass=0
@@ -31,7 +31,7 @@ if ! $MAKE -s --no-print-directory BUILD="$BUILD" fuzz-build >"$logdir/build.log
         echo "FAIL fuzz/$t: the fuzz targets do not build"
     done
     tail -n 40 "$logdir/build.log"
-    echo "0 passed, 3 failed"
+    echo "0 passed, 4 failed"
     exit 1
 fi
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tq_json.h"
 #include "tq_jw.h"
 #include "tq_util.h"
 
@@ -225,7 +226,6 @@ int tq_msg_decode(const char *buf, size_t len, const tq_msg_limits *lim, tq_msg 
 {
     tq_msg *m = NULL;
     json_t *root = NULL;
-    json_error_t jerr;
     int rc = TQ_MSG_ESCHEMA;
 
     *out = NULL;
@@ -242,15 +242,10 @@ int tq_msg_decode(const char *buf, size_t len, const tq_msg_limits *lim, tq_msg 
         snprintf(err, errlen, "message nesting deeper than %d (limit max_depth)", lim->max_depth);
         return TQ_MSG_ELIMIT;
     }
-    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        /* jansson quotes the offending token, which may be any bytes. */
-        for (char *c = jerr.text; *c; c++)
-            if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-                *c = '?';
-        snprintf(err, errlen, "not valid JSON: %s at byte %d", jerr.text, jerr.position);
+    /* tq_json, not json_loadb: the same rules, a fraction of the time. */
+    root = tq_json_parse(buf, len, lim->max_depth, err, errlen);
+    if (!root)
         return TQ_MSG_EJSON;
-    }
     if (!json_is_object(root)) {
         snprintf(err, errlen, "message must be a JSON object, got %s", tq_json_type_name(root));
         goto out;

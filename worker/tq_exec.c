@@ -11,9 +11,10 @@
  *    status.
  *  - struct taskq_ctx lives on the stack for one call; a task must not keep
  *    it.
- *  - A task's arguments are its own: from tq_exec_run the message is a
- *    private decode; tq_exec_run_msg, whose message the caller keeps, hands
- *    the task deep copies.
+ *  - A task may change its arguments: from tq_exec_run the message is a
+ *    private decode; tq_exec_run_msg lends the task the caller's, which
+ *    therefore decodes the bytes again before it re-sends them (copying
+ *    them for every task instead cost more than the rest of the run).
  *  - The stop flags are written by a signal handler (prefork) or by the loop
  *    thread (threads pool) and only read here. */
 #include "tq_exec.h"
@@ -214,14 +215,11 @@ static char *dump_result(json_t *v)
 }
 
 /* Run the decoded message m; t0 and c0 are when the attempt started (wall
- * and CPU). own_args: give the task copies of the arguments, because m is
- * shared with a caller that may re-send it (a retry must carry the
- * arguments as submitted, whatever the task did to its own). */
-static void run_decoded(const tq_exec_env *env, const tq_msg *m, int own_args, int64_t t0,
-                        double c0, tq_outcome *out)
+ * and CPU). The task gets m's own arguments (see the invariants). */
+static void run_decoded(const tq_exec_env *env, const tq_msg *m, int64_t t0, double c0,
+                        tq_outcome *out)
 {
     json_t *result = NULL, *bound = NULL, *empty_kwargs = NULL;
-    json_t *args_copy = NULL, *kwargs_copy = NULL;
     char err[512];
 
     const tq_task_def *def = tq_registry_find(env->reg, m->task);
@@ -232,15 +230,6 @@ static void run_decoded(const tq_exec_env *env, const tq_msg *m, int own_args, i
     }
 
     json_t *args = m->args, *kwargs = m->kwargs;
-    if (own_args) {
-        args = args_copy = json_deep_copy(m->args);
-        kwargs = kwargs_copy = json_deep_copy(m->kwargs);
-        if (!args || !kwargs) {
-            tq_outcome_set_error(out, TQ_OUT_FAILURE, "MemoryError",
-                                 "out of memory copying the arguments of %s", m->task);
-            goto out;
-        }
-    }
     if (def->sig) {
         /* Typed signature: a wrong call never reaches the task, and is not
          * retried (the same arguments would fail the same way). */
@@ -280,8 +269,6 @@ out:
     json_decref(result);
     json_decref(bound);
     json_decref(empty_kwargs);
-    json_decref(args_copy);
-    json_decref(kwargs_copy);
     finish_times(env, t0, c0, out);
 }
 
@@ -306,8 +293,7 @@ void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome
         finish_times(env, t0, c0, out);
         return;
     }
-    /* The message is this call's own: the task may have its arguments. */
-    run_decoded(env, m, 0, t0, c0, out);
+    run_decoded(env, m, t0, c0, out);
     tq_msg_free(m);
 }
 
@@ -316,7 +302,7 @@ void tq_exec_run_msg(const tq_exec_env *env, const tq_msg *m, tq_outcome *out)
     tq_outcome_init(out);
     int64_t t0 = tq_mono_us();
     double c0 = cpu_now_ms(env->measure_thread_cpu, NULL);
-    run_decoded(env, m, 1, t0, c0, out);
+    run_decoded(env, m, t0, c0, out);
 }
 
 /* ---- pack/unpack ----

@@ -62,7 +62,10 @@ void tq_outcome_set_error(tq_outcome *o, tq_out_status st, const char *type, con
 /* Run the task described by msg[0..len). Always fills *out. */
 void tq_exec_run(const tq_exec_env *env, const char *msg, size_t len, tq_outcome *out);
 /* The same for a message the caller decoded (with the same limits) and
- * keeps: it is only read, and the task gets copies of the arguments. */
+ * keeps. The task gets the message's own arguments and may change them:
+ * the caller does not read args or kwargs until this returns, and decodes
+ * the bytes again before it sends the message anew (a retry carries the
+ * arguments as submitted). */
 void tq_exec_run_msg(const tq_exec_env *env, const tq_msg *m, tq_outcome *out);
 
 /* Outcome <-> compact binary-safe text, for the prefork pipe. Returns a

@@ -28,10 +28,12 @@ typedef struct tq_pool_job {
     int64_t soft_limit_ms; /* 0: none */
     int64_t hard_limit_ms; /* 0: none */
     /* The same message decoded, or NULL. The threads pool then runs it
-     * without decoding it again, through a share (tq_msg_share): the caller
-     * must not change it until the job's `done`, nor after an ABORTED `done`
-     * (its abandoned thread may still read it). The prefork pool sends the
-     * bytes, as a child has its own memory. */
+     * without decoding it again, through a share (tq_msg_share), and lends
+     * the task its arguments (tq_exec_run_msg): the caller must not change
+     * the message until the job's `done`, nor after an ABORTED `done` (its
+     * abandoned thread may still read it), must not read its args or
+     * kwargs before `done`, and decodes the bytes again to send it anew.
+     * The prefork pool sends the bytes, as a child has its own memory. */
     const tq_msg *decoded;
 } tq_pool_job;
 

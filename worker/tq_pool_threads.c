@@ -40,7 +40,8 @@
  *    pool; the last reference frees it.
  *  - Every job holds a message of its own: the bytes copied at submit, or a
  *    share of the caller's decode (tq_msg_share, nothing copied; the caller
- *    does not change it until `done`, see tq_pool_job). An abandoned thread
+ *    does not change it until `done`, and the task may change its arguments,
+ *    see tq_pool_job). An abandoned thread
  *    may still read it after `done` told the caller it may free its own.
  *    A thread drops its share before it reports the job done, so the caller
  *    may change the message in `done`. */

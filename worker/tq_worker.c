@@ -663,6 +663,24 @@ static int count_errors(const tq_msg *m, const char *type)
     return n;
 }
 
+/* The threads pool lent the task the arguments of j->msg, which the task
+ * may have changed: a message that may be sent again (a retry) is decoded
+ * afresh from the bytes as fetched, which decoded before. */
+static void redecode(tq_worker *w, job *j)
+{
+    char err[512];
+    tq_msg *fresh = NULL;
+    if (w->cfg.pool != TQ_POOL_THREADS)
+        return;
+    if (tq_msg_decode(j->body, j->bodylen, &w->cfg.limits, &fresh, err, sizeof(err)) != TQ_MSG_OK) {
+        tq_log_error(w->cfg.log, "task %s no longer decodes (%s); its arguments may be the task's",
+                     j->id, err);
+        return;
+    }
+    tq_msg_free(j->msg);
+    j->msg = fresh;
+}
+
 static void pool_done_cb(void *arg, void *cookie, tq_outcome *out)
 {
     tq_worker *w = arg;
@@ -690,6 +708,7 @@ static void pool_done_cb(void *arg, void *cookie, tq_outcome *out)
     case TQ_OUT_RETRY:
     case TQ_OUT_CRASH: {
         const char *type = out->err_type[0] ? out->err_type : "TaskError";
+        redecode(w, j);
         tq_msg_add_error(j->msg, attempt, type, msgtext, tq_now_ms(), w->wid);
         if (out->status == TQ_OUT_CRASH && !out->time_limit) {
             int crashes = count_errors(j->msg, type);

@@ -1318,6 +1318,36 @@ static void test_client_sigterm_waits_for_running(void **state)
     }
 }
 
+/* A task that changes its arguments and fails gets them as submitted on
+ * its retry, in either pool: the threads pool lends a task the worker's own
+ * decode, which the worker decodes again before it sends a retry. */
+static void mutated_args_retried(tc *x, const char *pool)
+{
+    char *lib = th_bin("tests/libtest_tasks.so");
+    const char *opts[] = {"--pool", pool, "--load", lib, NULL};
+    start_worker(x, opts);
+    char id[TASKQ_ID_SIZE];
+    taskq_task *t = task_v("t.mutate", "1", NULL);
+    assert_int_equal(taskq_task_set_retries(t, 1), 0);
+    submit_free(x, t, id);
+    taskq_result *r = wait_final(x, id, WAIT_S);
+    assert_int_equal(taskq_result_state(r), TASKQ_SUCCESS);
+    assert_string_equal(taskq_result_value(r), "[[1,\"added\"],{\"added\":true}]");
+    assert_int_equal(taskq_result_attempts(r), 2);
+    taskq_result_free(r);
+    free(lib);
+}
+
+static void test_client_threads_mutated_args_retried(void **state)
+{
+    mutated_args_retried(*state, "threads");
+}
+
+static void test_client_prefork_mutated_args_retried(void **state)
+{
+    mutated_args_retried(*state, "prefork");
+}
+
 static void test_client_threads_pool_basic(void **state)
 {
     tc *x = *state;
@@ -1483,6 +1513,8 @@ int main(void)
         T(test_client_two_workers_each_task_once),
         T(test_client_sigterm_waits_for_running),
         T(test_client_threads_pool_basic),
+        T(test_client_threads_mutated_args_retried),
+        T(test_client_prefork_mutated_args_retried),
         T(test_client_idle_worker_trims_heap),
         T(test_client_example_client_basic),
     };

@@ -82,7 +82,8 @@ static void test_json_values(void **state)
 static void test_json_strings(void **state)
 {
     (void)state;
-    accepts("[\"x\\u00e9\\ud83d\\ude00\\n\\\"\\/\\\\\"]", "[\"x\\u00e9\\ud83d\\ude00\\n\\\"/\\\\\"]");
+    accepts("[\"x\\u00e9\\ud83d\\ude00\\n\\\"\\/\\\\\"]",
+            "[\"x\\u00e9\\ud83d\\ude00\\n\\\"/\\\\\"]");
     accepts("[\"caf\xc3\xa9\"]", "[\"caf\\u00e9\"]");
     /* An escaped backslash before "u" is not an escape. */
     accepts("[\"a\\\\ud800\"]", "[\"a\\\\ud800\"]");
@@ -102,10 +103,10 @@ static void test_json_strings(void **state)
     rejects("[\"\\udc00x\"]", "lone low surrogate");
     rejects("[\"a\\u0000b\"]", "\\u0000 is not allowed in a string");
     rejects("{\"\\u0000\":1}", "\\u0000 is not allowed in an object key");
-    rejects("[\"\xc0\x80\"]", "invalid UTF-8 in a string");         /* overlong NUL */
-    rejects("[\"\xed\xa0\x80\"]", "invalid UTF-8 in a string");     /* encoded surrogate */
+    rejects("[\"\xc0\x80\"]", "invalid UTF-8 in a string");     /* overlong NUL */
+    rejects("[\"\xed\xa0\x80\"]", "invalid UTF-8 in a string"); /* encoded surrogate */
     rejects("{\"\xff\":1}", "invalid UTF-8 in an object key");
-    rejects("[\"tab\there\"]", "not valid JSON");                    /* raw control character */
+    rejects("[\"tab\there\"]", "not valid JSON"); /* raw control character */
 }
 
 static void test_json_structure(void **state)

@@ -35,6 +35,8 @@ typedef struct taskq_registry taskq_registry; /* the worker's task table; borrow
 /* A task function.
  * args:   the positional arguments (JSON array), borrowed.
  * kwargs: the keyword arguments (JSON object), borrowed.
+ *         The task may change both while it runs; a retry still gets them
+ *         as they were submitted.
  * result: on success, set *result to a new reference (or leave it NULL for
  *         JSON null) and return 0. Ownership passes to the worker.
  * On failure return taskq_fail(...) or taskq_retry(...). */

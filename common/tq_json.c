@@ -270,6 +270,11 @@ static int check_escapes(const char *buf, size_t len, char *err, size_t errlen)
 
 json_t *tq_json_parse(const char *buf, size_t len, int max_depth, char *err, size_t errlen)
 {
+    char no_err[1];
+    if (!err || !errlen) { /* the caller wants no reason: one is still made */
+        err = no_err;
+        errlen = sizeof(no_err);
+    }
     json_t *inline_open[STACK_INLINE];
     parse p = {.open = inline_open,
                .max_depth = max_depth > 0 ? max_depth : 1,

@@ -24,7 +24,7 @@
 /* Parse buf[0..len). `max_depth` bounds the nesting (a larger one is an
  * error, checked as the parse goes, before anything deeper is built).
  * Returns a new reference, or NULL with a printable reason in err (it
- * never quotes the input's bytes). */
+ * never quotes the input's bytes; err may be NULL). */
 json_t *tq_json_parse(const char *buf, size_t len, int max_depth, char *err, size_t errlen);
 
 #endif

@@ -77,6 +77,9 @@ static void test_json_values(void **state)
     assert_true(json_is_real(json_array_get(v, 1)));
     assert_true(json_is_real(json_array_get(v, 2)));
     json_decref(v);
+    /* No buffer for the reason: refused all the same. */
+    assert_null(tq_json_parse("{\"a\":1,\"a\":2}", 13, 32, NULL, 0));
+    assert_null(tq_json_parse("[1", 2, 32, NULL, 0));
 }
 
 static void test_json_strings(void **state)
